@@ -1,0 +1,29 @@
+# Set-up is part of every target: a fresh machine with Python 3.11 and pip needs nothing else.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test figures bench clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first: the pinned CPU build, so that resolving `torch>=2.4` later installs nothing more.
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+
+figures: $(STAMP)
+	$(PY) -m analysis.figures
+
+bench: $(STAMP)
+	$(PY) benchmarks/optimizer_step.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,16 @@
+"""adams: the AdamS optimizer (arXiv 2505.16363) for PyTorch, with a NumPy teaching reference.
+
+>>> import torch, adams
+>>> w = torch.nn.Parameter(torch.ones(3))
+>>> opt = adams.AdamS([w], lr=0.1, weight_decay=0.0)
+>>> w.grad = torch.tensor([1.0, -2.0, 0.5])
+>>> opt.step()
+>>> torch.round(1.0 - w.detach(), decimals=4)  # first step: lr / sqrt(1 - beta2) per coordinate
+tensor([ 0.4472, -0.4472,  0.4472])
+"""
+from adams.memory import param_bytes, state_bytes
+from adams.optimizer import AdamS
+from adams.theory import first_step_size, step_bound
+
+__all__ = ["AdamS", "state_bytes", "param_bytes", "step_bound", "first_step_size"]
+__version__ = "0.1.0"

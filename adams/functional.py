@@ -1,0 +1,205 @@
+r"""The AdamS update as plain tensor functions.
+
+Symbols follow the paper (arXiv 2505.16363) and ``ADAMS.md`` §1: ``w`` parameters, ``g`` gradient,
+``m`` momentum (the only state), ``step`` the step count :math:`t`, counted from 1 (the value *after*
+this step's increment), :math:`c_t = 1 - \beta_1^t` the bias-correction factor (1 in the paper-text
+form). One step, per coordinate:
+
+.. math::
+
+    w &\leftarrow (1 - \eta\lambda)\, w \\
+    \nu_t &= \beta_2\, (m_{t-1}/c_t)^2 + (1 - \beta_2)\, g_t^2 \\
+    m_t &= \beta_1 m_{t-1} + (1 - \beta_1)\, g_t \\
+    w &\leftarrow w - \eta\, (m_t / c_t) / (\sqrt{\nu_t} + \epsilon)
+
+Three implementations of the same function live here and in :mod:`adams._fused`:
+
+* :func:`adams_update` — pure (returns new tensors, mutates nothing); the readable version, also
+  usable under ``torch.func``. :func:`adams_tensor_` applies it to one tensor in place (the for-loop
+  path of the optimizer).
+* :func:`adams_foreach_` — the same arithmetic on lists of tensors with ``torch._foreach_*`` kernels.
+* :func:`adams._fused.fused_adams_` — one pass over memory per tensor in a compiled kernel.
+
+:func:`adams` is the entry point the optimizer calls: it views complex tensors as real pairs, groups
+tensors and dispatches to one of the three.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor"]
+
+Impl = Literal["forloop", "foreach", "fused"]
+
+# 16-bit parameters are updated with float32 arithmetic and rounded once when written back.
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def bias_correction_factor(beta1: float, step: int, bias_correction: bool = True) -> float:
+    r""":math:`c_t = 1 - \beta_1^t` for step ``t`` (counted from 1), or 1 in the paper-text form."""
+    if step < 1:
+        raise ValueError(f"step is counted from 1, got step={step}")
+    return 1.0 - beta1**step if bias_correction else 1.0
+
+
+def adams_update(
+    w: Tensor,
+    g: Tensor,
+    m: Tensor,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    bias_correction: bool = True,
+    maximize: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """One AdamS step, without side effects: returns ``(w_new, m_new)``.
+
+    ``m`` is the momentum *before* this step (:math:`m_{t-1}`) and ``step`` is :math:`t`.
+    """
+    if maximize:
+        g = -g
+    c = bias_correction_factor(beta1, step, bias_correction)  # c_t = 1 - beta1^t
+    w = w * (1.0 - lr * weight_decay)  # w <- (1 - lr*lambda) w, decoupled decay first
+    nu = beta2 * (m / c) ** 2 + (1.0 - beta2) * g * g  # nu_t from m_{t-1}, not m_t
+    m = beta1 * m + (1.0 - beta1) * g  # m_t
+    w = w - lr * (m / c) / (nu.sqrt() + eps)  # eps outside the square root
+    return w, m
+
+
+def adams_tensor_(
+    param: Tensor, grad: Tensor, exp_avg: Tensor, *, step: int, **hyper
+) -> None:
+    """Apply :func:`adams_update` to one tensor in place (the readable for-loop path)."""
+    if param.dtype in _LOW_PRECISION:
+        w_new, m_new = adams_update(
+            param.float(), grad.float(), exp_avg.float(), step=step, **hyper
+        )
+    else:
+        w_new, m_new = adams_update(param, grad, exp_avg, step=step, **hyper)
+    param.copy_(w_new)
+    exp_avg.copy_(m_new)
+
+
+def adams_foreach_(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    bias_correction: bool = True,
+    maximize: bool = False,
+) -> None:
+    """The update on lists of tensors that share a device, a dtype and a step count."""
+    if not params:
+        return
+    low = params[0].dtype in _LOW_PRECISION
+    if low:  # compute in float32 copies, write back (rounding once) at the end
+        w, g, m = ([t.float() for t in ts] for ts in (params, grads, exp_avgs))
+    else:
+        w, g, m = params, grads, exp_avgs
+    if maximize:
+        g = torch._foreach_neg(g)
+    c = bias_correction_factor(beta1, step, bias_correction)
+
+    if lr * weight_decay != 0.0:
+        torch._foreach_mul_(w, 1.0 - lr * weight_decay)  # w <- (1 - lr*lambda) w
+    # nu_t = beta2 (m_{t-1}/c)^2 + (1-beta2) g^2, written as (beta2/c^2) m^2 + (1-beta2) g g
+    nu = torch._foreach_mul(m, m)
+    torch._foreach_mul_(nu, beta2 / (c * c))
+    torch._foreach_addcmul_(nu, g, g, value=1.0 - beta2)
+    torch._foreach_sqrt_(nu)
+    torch._foreach_add_(nu, eps)  # denominator sqrt(nu_t) + eps
+    torch._foreach_mul_(m, beta1)  # m_t = beta1 m_{t-1} + (1-beta1) g
+    torch._foreach_add_(m, g, alpha=1.0 - beta1)
+    # w <- w - (lr/c) * m_t / (sqrt(nu_t) + eps)
+    torch._foreach_addcdiv_(w, m, nu, value=-lr / c)
+
+    if low:
+        torch._foreach_copy_(params, w)
+        torch._foreach_copy_(exp_avgs, m)
+
+
+FUSED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def fused_unsupported_reason(params: Sequence[Tensor], grads: Sequence[Tensor]) -> str | None:
+    """Why the compiled kernel cannot take these tensors, or ``None`` if it can."""
+    for p, g in zip(params, grads):
+        if type(p) not in (Tensor, torch.nn.Parameter) or type(g) is not Tensor:
+            return f"tensor subclass {type(p).__name__} (e.g. DTensor) is not supported"
+        if p.device.type != "cpu":
+            return f"parameters on {p.device} (the kernel is CPU-only)"
+        if _as_real(p).dtype not in FUSED_DTYPES:
+            return f"dtype {p.dtype}"
+        if g.dtype != p.dtype:
+            return f"gradient dtype {g.dtype} differs from parameter dtype {p.dtype}"
+        if not (p.is_contiguous() and g.is_contiguous()):
+            return "non-contiguous parameter or gradient"
+    return None
+
+
+def _as_real(t: Tensor) -> Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def adams(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    exp_avgs: Sequence[Tensor],
+    steps: Sequence[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    bias_correction: bool = True,
+    maximize: bool = False,
+    impl: Impl = "foreach",
+) -> None:
+    """Update ``params`` and ``exp_avgs`` in place; ``steps[i]`` is the step count of tensor ``i``.
+
+    Complex tensors are updated as pairs of real numbers (``torch.view_as_real``), so the
+    denominator is formed per real and per imaginary part, as in ``torch.optim.AdamW``.
+    """
+    if not (len(params) == len(grads) == len(exp_avgs) == len(steps)):
+        raise ValueError(
+            "params, grads, exp_avgs and steps must have the same length, got "
+            f"{len(params)}, {len(grads)}, {len(exp_avgs)}, {len(steps)}"
+        )
+    hyper = dict(
+        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+        bias_correction=bias_correction, maximize=maximize,
+    )
+    triples = [(_as_real(p), _as_real(g), _as_real(m)) for p, g, m in zip(params, grads, exp_avgs)]
+    if impl == "forloop":
+        for (p, g, m), t in zip(triples, steps):
+            adams_tensor_(p, g, m, step=int(t), **hyper)
+        return
+    if impl not in ("foreach", "fused"):
+        raise ValueError(f"impl must be 'forloop', 'foreach' or 'fused', got {impl!r}")
+
+    buckets: dict[tuple, list[tuple[Tensor, Tensor, Tensor]]] = defaultdict(list)
+    for (p, g, m), t in zip(triples, steps):
+        buckets[(p.device, p.dtype, int(t))].append((p, g, m))
+    for (_, _, t), bucket in buckets.items():
+        ps, gs, ms = (list(x) for x in zip(*bucket))
+        if impl == "fused":
+            from adams._fused import fused_adams_
+
+            fused_adams_(ps, gs, ms, step=t, **hyper)
+        else:
+            adams_foreach_(ps, gs, ms, step=t, **hyper)

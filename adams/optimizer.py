@@ -1,0 +1,248 @@
+"""``adams.AdamS``: a drop-in replacement for ``torch.optim.AdamW``."""
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Iterable, Literal
+
+import torch
+from torch import Tensor
+
+from adams import functional as F
+
+__all__ = ["AdamS"]
+
+NonFinite = Literal["raise", "skip"]
+
+
+class AdamS(torch.optim.Optimizer):
+    r"""AdamS: Adam whose denominator is built from the momentum instead of a second moment.
+
+    Zhang, Wang & Chen, *AdamS: Momentum Itself Can Be A Normalizer for LLM Pretraining and
+    Post-training*, arXiv 2505.16363 (EMNLP 2025).
+
+    **Symbols.** :math:`w` the parameters, :math:`g_t` the gradient at step :math:`t` (counted from
+    1), :math:`m` the momentum (``exp_avg``, the *only* buffer), :math:`\eta` = ``lr``,
+    :math:`\lambda` = ``weight_decay``, :math:`(\beta_1, \beta_2)` = ``betas``, :math:`\epsilon` =
+    ``eps``, :math:`m_0 = 0`, :math:`c_t = 1 - \beta_1^t`.
+
+    **Update** (default, ``bias_correction=True``, as in the authors' released code):
+
+    .. math::
+
+        w &\leftarrow (1 - \eta\lambda)\, w \\
+        \nu_t &= \beta_2 \,(m_{t-1}/c_t)^2 + (1 - \beta_2)\, g_t^2 \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1)\, g_t \\
+        w &\leftarrow w - \eta\, \frac{m_t / c_t}{\sqrt{\nu_t} + \epsilon}
+
+    With ``bias_correction=False`` every :math:`c_t` is 1: the form printed in the paper.
+    The denominator uses :math:`m_{t-1}`, the momentum *before* :math:`g_t` is folded in.
+
+    **Why it works.** With :math:`\epsilon = 0` the step is bounded per coordinate by a constant of
+    the betas alone (:func:`adams.step_bound`: 1.026 at (0.9, 0.95) in the paper-text form), and it
+    is invariant to rescaling all gradients. Under gradient noise, :math:`\nu_t` tracks Adam's
+    second moment when the signal-to-noise ratio is large (see ``analysis.stationary``).
+
+    **Memory.** The state is ``step`` and ``exp_avg``: one buffer the size of the parameters, half
+    of AdamW's state and the same as SGD with momentum. A step reads w, g, m and writes w, m
+    (20 bytes per fp32 parameter; AdamW moves 28). :func:`adams.state_bytes` measures it.
+
+    Args:
+        params: iterable of parameters or of dicts defining parameter groups; every argument below
+            except ``nonfinite`` can be set per group.
+        lr: learning rate :math:`\eta` (float or 1-element tensor), default 1e-3.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1), default (0.9, 0.95). Keep
+            :math:`\beta_2` close to :math:`\beta_1`; 0.999 makes the step bound 3.2x larger.
+        eps: :math:`\epsilon`, added *outside* the square root, default 1e-8.
+        weight_decay: decoupled weight decay :math:`\lambda`, applied first, default 1e-2.
+        bias_correction: divide both the previous and the new momentum by :math:`c_t` (default)
+            or use the paper-text form.
+        maximize: maximize the objective (uses :math:`-g`).
+        foreach: use the multi-tensor ``torch._foreach_*`` path.
+        fused: use the single-pass compiled CPU kernel (:mod:`adams._fused`). With neither flag
+            set, the fused kernel is used when it is available and the foreach path otherwise;
+            ``foreach=False, fused=False`` selects the readable for-loop path. All three compute
+            the same function (tested to 1e-12 in float64 and 1e-6 in float32).
+        nonfinite: ``None`` (default: no check, as in ``torch.optim``), ``"raise"`` to raise
+            :class:`FloatingPointError` when any gradient holds a NaN or an infinity, or
+            ``"skip"`` to skip the whole step, leaving every parameter and all state untouched
+            (counted in :attr:`skipped_steps`). Checked before anything is modified.
+
+    Example:
+        >>> import torch, adams
+        >>> torch.manual_seed(0) and None
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = adams.AdamS(model.parameters(), lr=1e-2, weight_decay=0.1)
+        >>> x, y = torch.randn(64, 4), torch.randn(64, 1)
+        >>> for _ in range(100):
+        ...     opt.zero_grad()
+        ...     loss = torch.nn.functional.mse_loss(model(x), y)
+        ...     loss.backward()
+        ...     opt.step()
+        >>> sorted(opt.state[model.weight])
+        ['exp_avg', 'step']
+
+    .. warning:: Departures from ``torch.optim.AdamW``
+
+       * **First step.** At :math:`t = 1`, :math:`m_0 = 0` makes every coordinate move by about
+         :math:`\eta/\sqrt{1-\beta_2}` (4.47 :math:`\eta` at :math:`\beta_2 = 0.95`) in the default
+         form and :math:`(1-\beta_1)\eta/\sqrt{1-\beta_2}` (0.45 :math:`\eta`) in the paper-text
+         form; AdamW moves by about :math:`\eta`. Learning-rate warmup hides this; without warmup
+         lower the first learning rates (:func:`adams.first_step_size`).
+       * The denominator's bias correction divides :math:`m_{t-1}` by :math:`c_t`, not by
+         :math:`c_{t-1}` (as the released code does).
+       * Default ``betas`` are (0.9, 0.95), not (0.9, 0.999); default ``weight_decay`` is 1e-2.
+       * No ``amsgrad``, ``capturable`` or ``differentiable`` options; 16-bit parameters are updated
+         in float32 and rounded once (``exp_avg`` is kept in the parameter's dtype). An update
+         smaller than half a unit in the last place of a 16-bit weight is lost to rounding, as in
+         any optimizer without float32 master weights: keep master weights in float32 if that
+         matters.
+       * A zero gradient with zero momentum and ``eps = 0`` gives 0/0 = NaN, as AdamW does.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict],
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        *,
+        bias_correction: bool = True,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: NonFinite | None = None,
+    ) -> None:
+        if foreach and fused:
+            raise ValueError("foreach and fused cannot both be True: choose one path")
+        if nonfinite not in (None, "raise", "skip"):
+            raise ValueError(f"nonfinite must be None, 'raise' or 'skip', got {nonfinite!r}")
+        if fused:
+            from adams._fused import fused_available
+
+            ok, reason = fused_available()
+            if not ok:
+                raise RuntimeError(f"fused=True but the fused AdamS kernel is unavailable: {reason}")
+        defaults = dict(
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+            bias_correction=bias_correction, maximize=maximize, foreach=foreach, fused=fused,
+        )
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        _validate(self.param_groups[-1])
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "nonfinite": self.nonfinite, "skipped_steps": self.skipped_steps}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("nonfinite", None)
+        self.__dict__.setdefault("skipped_steps", 0)
+        for group in self.param_groups:
+            for key in ("bias_correction",):
+                group.setdefault(key, True)
+            for key in ("maximize",):
+                group.setdefault(key, False)
+            for key in ("foreach", "fused"):
+                group.setdefault(key, None)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None):
+        """Take one optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        with_grad = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
+        for params in with_grad:
+            for p in params:
+                if p.grad.is_sparse:
+                    raise RuntimeError(
+                        "AdamS does not support sparse gradients; use dense gradients "
+                        "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
+                    )
+        if self.nonfinite is not None and not _all_finite([p.grad for ps in with_grad for p in ps]):
+            if self.nonfinite == "raise":
+                raise FloatingPointError(
+                    "AdamS: a gradient holds NaN or inf; no parameter or state was changed"
+                )
+            self.skipped_steps += 1
+            return loss
+
+        for group, params in zip(self.param_groups, with_grad):
+            if not params:
+                continue
+            grads, exp_avgs, steps = [], [], []
+            for p in params:
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                grads.append(p.grad)
+                exp_avgs.append(state["exp_avg"])
+                steps.append(int(state["step"].item()))
+            beta1, beta2 = group["betas"]
+            F.adams(
+                params, grads, exp_avgs, steps,
+                lr=_scalar(group["lr"], "lr"), beta1=float(beta1), beta2=float(beta2),
+                eps=float(group["eps"]), weight_decay=float(group["weight_decay"]),
+                bias_correction=group["bias_correction"], maximize=group["maximize"],
+                impl=self._impl(group, params),
+            )
+        return loss
+
+    def _impl(self, group: dict, params: list[Tensor]) -> F.Impl:
+        foreach, fused = group["foreach"], group["fused"]
+        if foreach is False and fused is False:
+            return "forloop"
+        if foreach or fused is False:
+            return "foreach"
+        from adams._fused import fused_available
+
+        available, reason = fused_available()
+        if available:
+            reason = F.fused_unsupported_reason(params, [p.grad for p in params])
+        if reason is None:
+            return "fused"
+        if fused:  # asked for explicitly: fall back, but say why
+            warnings.warn(f"AdamS: fused path unavailable ({reason}); using foreach", stacklevel=3)
+        return "foreach"
+
+
+def _scalar(value: float | Tensor, name: str) -> float:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a number or a 1-element tensor, got shape {tuple(value.shape)}")
+        return float(value.item())
+    return float(value)
+
+
+def _validate(group: dict) -> None:
+    lr = _scalar(group["lr"], "lr")
+    if not lr >= 0.0:
+        raise ValueError(f"Invalid learning rate: lr={lr} (must be >= 0)")
+    betas = group["betas"]
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ValueError(f"Invalid betas: betas={betas!r} (must be a pair (beta1, beta2))")
+    for i, beta in enumerate(betas):
+        beta = _scalar(beta, f"betas[{i}]")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta{i + 1}: betas[{i}]={beta} (must be in [0, 1))")
+    if not float(group["eps"]) >= 0.0:
+        raise ValueError(f"Invalid epsilon: eps={group['eps']} (must be >= 0)")
+    if not float(group["weight_decay"]) >= 0.0:
+        raise ValueError(f"Invalid weight_decay: weight_decay={group['weight_decay']} (must be >= 0)")
+
+
+def _all_finite(grads: list[Tensor]) -> bool:
+    if not grads:
+        return True
+    real = [torch.view_as_real(g) if g.is_complex() else g for g in grads]
+    norms = torch._foreach_norm(real, float("inf"))
+    return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
