@@ -158,14 +158,15 @@ class AdamS(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
 
-        with_grad = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
-        for params in with_grad:
-            for p in params:
-                if p.grad.is_sparse:
-                    raise RuntimeError(
-                        "AdamS does not support sparse gradients; use dense gradients "
-                        "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
-                    )
+        with_grad = []
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError(
+                    "AdamS does not support sparse gradients; use dense gradients "
+                    "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
+                )
+            with_grad.append(params)
         if self.nonfinite is not None and not _all_finite([p.grad for ps in with_grad for p in ps]):
             if self.nonfinite == "raise":
                 raise FloatingPointError(
@@ -177,27 +178,29 @@ class AdamS(torch.optim.Optimizer):
         for group, params in zip(self.param_groups, with_grad):
             if not params:
                 continue
-            grads, exp_avgs, steps = [], [], []
+            grads, exp_avgs, step_counters = [], [], []
             for p in params:
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = torch.tensor(0.0, dtype=torch.float32)
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
                 grads.append(p.grad)
                 exp_avgs.append(state["exp_avg"])
-                steps.append(int(state["step"].item()))
+                step_counters.append(state["step"])
+            # one kernel increments every counter, one copy reads them all back
+            torch._foreach_add_(step_counters, 1.0)
+            steps = [int(t) for t in torch.stack(step_counters).tolist()]
             beta1, beta2 = group["betas"]
             F.adams(
                 params, grads, exp_avgs, steps,
                 lr=_scalar(group["lr"], "lr"), beta1=float(beta1), beta2=float(beta2),
                 eps=float(group["eps"]), weight_decay=float(group["weight_decay"]),
                 bias_correction=group["bias_correction"], maximize=group["maximize"],
-                impl=self._impl(group, params),
+                impl=self._impl(group, params, grads),
             )
         return loss
 
-    def _impl(self, group: dict, params: list[Tensor]) -> F.Impl:
+    def _impl(self, group: dict, params: list[Tensor], grads: list[Tensor]) -> F.Impl:
         foreach, fused = group["foreach"], group["fused"]
         if foreach is False and fused is False:
             return "forloop"
@@ -207,7 +210,7 @@ class AdamS(torch.optim.Optimizer):
 
         available, reason = fused_available()
         if available:
-            reason = F.fused_unsupported_reason(params, [p.grad for p in params])
+            reason = F.fused_unsupported_reason(params, grads)
         if reason is None:
             return "fused"
         if fused:  # asked for explicitly: fall back, but say why

@@ -17,7 +17,7 @@ Paper-text form (``bias_correction=False``): the same with ``c_t = 1``.
 >>> import numpy as np
 >>> opt = AdamSReference(lr=0.1, betas=(0.9, 0.95), eps=0.0, weight_decay=0.0)
 >>> w = opt.step(np.array([1.0, -2.0]), np.array([0.5, -3.0]))
->>> np.round(1.0 - w[0], 4)  # the first step moves by lr / sqrt(1 - beta2)
+>>> round(float(1.0 - w[0]), 4)  # the first step moves by lr / sqrt(1 - beta2)
 0.4472
 """
 from __future__ import annotations

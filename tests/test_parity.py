@@ -125,8 +125,9 @@ def test_default_path_is_fused_on_cpu():
     w = torch.nn.Parameter(torch.zeros(4))
     w.grad = torch.ones(4)
     opt = adams.AdamS([w])
-    assert opt._impl(opt.param_groups[0], [w]) == "fused"
-    assert adams.AdamS([w], fused=False)._impl(opt.param_groups[0] | {"fused": False}, [w]) == "foreach"
+    assert opt._impl(opt.param_groups[0], [w], [w.grad]) == "fused"
+    assert opt._impl(opt.param_groups[0] | {"fused": False}, [w], [w.grad]) == "foreach"
+    assert opt._impl(opt.param_groups[0] | {"fused": False, "foreach": False}, [w], [w.grad]) == "forloop"
 
 
 def test_fused_falls_back_with_reason_on_noncontiguous_grad():

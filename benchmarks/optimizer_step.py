@@ -1,0 +1,41 @@
+"""Time one optimizer step: AdamS (for-loop, foreach, fused), AdamW (foreach, fused), SGD momentum.
+
+    python benchmarks/optimizer_step.py            # full: 30 rounds, about 1-2 minutes
+    python benchmarks/optimizer_step.py --quick    # 3 rounds, under 20 s
+    python benchmarks/optimizer_step.py --out /tmp/step.json
+
+Prints a table per parameter set and writes everything to JSON (default
+``benchmarks/results/optimizer_step.json``). The timing logic is :mod:`analysis.steptime`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout without installing
+    sys.path.insert(0, str(REPO_ROOT))
+
+from analysis import steptime  # noqa: E402
+from analysis.results import atomic_write_text  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds after 1 warm-up (CI size)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of parameters and gradients")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "optimizer_step.json")
+    args = parser.parse_args(argv)
+
+    result = steptime.run(quick=args.quick, seed=args.seed)
+    print(steptime.format_table(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""analysis.steptime on a tiny parameter set: the structure of its result, not its speed (the
+machine is shared and noisy, so no timing is asserted)."""
+import json
+import math
+
+import pytest
+
+from adams._fused import fused_available
+from analysis import steptime
+
+pytestmark = pytest.mark.skipif(not fused_available()[0], reason="the fused kernel is unavailable")
+
+SETS = {"tiny": [(400, 250), (300,), (7, 3, 5)], "flat": steptime.flat_shapes(100_000, 4)}
+
+
+@pytest.fixture(scope="module")
+def result():
+    return steptime.run(quick=True, sets=SETS, reps=3, warmup=1)
+
+
+def test_structure_and_positive_finite_times(result):
+    json.dumps(result)  # JSON-ready
+    meta = result["meta"]
+    for key in ("date", "torch", "threads", "cpu", "quick", "seed", "reps", "warmup", "fused_kernel"):
+        assert key in meta
+    assert meta["reps"] == 3 and meta["quick"] is True
+    assert set(result["sets"]) == set(SETS)
+    for name, res in result["sets"].items():
+        assert res["num_params"] == sum(math.prod(s) for s in SETS[name])
+        assert set(res["optimizers"]) == set(steptime.OPTIMIZERS)
+        for s in res["optimizers"].values():
+            assert len(s["times_ms"]) == 3
+            assert s["q1_ms"] <= s["median_ms"] <= s["q3_ms"]
+            for key in ("ratio_to_adamw_fused", "ratio_to_sgd_foreach", "effective_gbs",
+                        "floor_ms", "fraction_of_floor"):
+                assert math.isfinite(s[key]) and s[key] > 0
+        assert res["optimizers"]["adamw_fused"]["ratio_to_adamw_fused"] == 1.0
+        assert res["copy"]["bandwidth_gbs"] > 0
+    assert steptime.all_finite_positive(result)
+
+
+def test_table_names_every_optimizer(result):
+    table = steptime.format_table(result)
+    for name in steptime.OPTIMIZERS:
+        assert table.count(name) == len(SETS)
+
+
+def test_gpt_shapes():
+    shapes = steptime.gpt_shapes()
+    assert sum(math.prod(s) for _, s in shapes) == 30_062_592
+    assert len(shapes) == 2 + 12 * 6 + 2
+    assert steptime.flat_shapes() == [(250_000,)] * 40
