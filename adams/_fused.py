@@ -43,16 +43,17 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["fused_available", "fused_adams_"]
+__all__ = ["fused_available", "fused_adams_", "prepare", "run", "Rejected", "BuildError"]
 
 SOURCE = Path(__file__).with_name("_kernel.c")
-ABI_VERSION = 1  # must equal ADAMS_ABI_VERSION in _kernel.c
+ABI_VERSION = 2  # must equal ADAMS_ABI_VERSION in _kernel.c
 BASE_FLAGS = ("-O3", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared", "-pthread")
 OPTIONAL_FLAGS = ("-march=native", "-fopenmp")  # dropped if the build fails with them
 # Threads are used only if each gets at least this many elements. With OpenMP a second thread paid
@@ -210,8 +211,9 @@ def _kernel(lib: ctypes.CDLL, path: Path, flags, compiled: bool, notes: list[str
     lib.adams_step.argtypes = [
         ctypes.c_int, ctypes.c_int64,  # dtype code, number of arrays
         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,  # w, g, m tables; sizes
-        ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double,
-        ctypes.c_double, ctypes.c_int, ctypes.c_int, ctypes.c_int64,
+        ctypes.c_void_p, ctypes.c_double,  # table of step counters (or NULL); the step if NULL
+        ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double,  # lr .. wd
+        ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int64,  # bias correction, maximize, threads, chunk
     ]
     lib.adams_widen.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
     lib.adams_narrow.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
@@ -237,6 +239,17 @@ def _default_kernel() -> Kernel:
     return _state["kernel"]
 
 
+def kernel_or_none() -> Kernel | None:
+    """The process-wide kernel, or ``None`` if it cannot be built here (cheap after the first call)."""
+    kernel = _state.get("kernel")
+    if kernel is None and "error" not in _state:
+        try:
+            kernel = _default_kernel()
+        except BuildError:
+            return None
+    return kernel
+
+
 def fused_available() -> tuple[bool, str]:
     """``(True, description)`` if the compiled kernel can be used here, else ``(False, reason)``."""
     try:
@@ -247,12 +260,16 @@ def fused_available() -> tuple[bool, str]:
 
 
 NAMES = ("param", "grad", "exp_avg")
+_dtype, _is_cpu, _shape = (attrgetter(a) for a in ("dtype", "is_cpu", "shape"))
+_PLAIN = frozenset((Tensor, torch.nn.Parameter))
 
 
-def _problem(t, dtype: torch.dtype) -> str:
-    """Why tensor ``t`` cannot be passed to the kernel in a call whose dtype is ``dtype``."""
+def _problem(t, dtype: torch.dtype) -> str | None:
+    """Why tensor ``t`` cannot be passed to the kernel in a call whose dtype is ``dtype`` (or None)."""
     if not isinstance(t, Tensor):
         return f"is a {type(t).__name__}, not a tensor"
+    if type(t) not in _PLAIN:
+        return f"is a {type(t).__name__}, a tensor subclass (such as DTensor); only plain tensors are supported"
     if t.layout != torch.strided:
         return f"has layout {t.layout}; only dense tensors are supported"
     if t.device.type != "cpu":
@@ -265,54 +282,127 @@ def _problem(t, dtype: torch.dtype) -> str:
         return f"has dtype {t.dtype} but param 0 has {dtype}; all tensors of one call must share a dtype"
     if not t.is_contiguous():
         return "is not contiguous"
-    return "is a lazily negated view (torch._neg_view); materialize it first"
+    if t.is_neg():
+        return "is a lazily negated view (torch._neg_view); materialize it first"
+    return None
+
+
+class Rejected(ValueError):
+    """The kernel cannot take these arguments; raised before anything is written."""
+
+
+def _all_plain(tensors: Sequence, dtype: torch.dtype) -> bool:
+    """True if every tensor is a plain (not a subclass), dense, contiguous CPU tensor of ``dtype``.
+
+    This runs on every step, so it is a handful of C-level passes (``map`` over unbound tensor
+    methods) rather than a Python loop; :func:`_problem` names the culprit when it is False.
+    """
+    try:
+        # a sparse tensor is not contiguous, and other layouts raise here
+        return (set(map(type, tensors)) <= _PLAIN and set(map(_dtype, tensors)) == {dtype}
+                and all(map(_is_cpu, tensors)) and all(map(Tensor.is_contiguous, tensors))
+                and not any(map(Tensor.is_neg, tensors)))
+    except (AttributeError, RuntimeError, TypeError):  # not a tensor, or a sparse one
+        return False
+
+
+def _explain(params, grads, exp_avgs, dtype: torch.dtype) -> str:
+    """The first problem in three lists that failed :func:`_all_plain` or the shape check."""
+    for i, triple in enumerate(zip(params, grads, exp_avgs)):
+        for name, t in zip(NAMES, triple):
+            problem = _problem(t, dtype)
+            if problem:
+                return f"{name} {i} {problem}"
+        p, g, m = triple
+        if g.shape != p.shape or m.shape != p.shape:
+            bad, t = ("grad", g) if g.shape != p.shape else ("exp_avg", m)
+            return f"{bad} {i} has shape {tuple(t.shape)} but param {i} has shape {tuple(p.shape)}"
+    return "unknown problem"
 
 
 def _pointers(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor]):
     """Validate the three lists; return ``(dtype, w, g, m, numel)`` with raw addresses and sizes.
 
-    The checks run on every step, so the common case is one chained condition per parameter;
-    :func:`_problem` works out what failed only when something did.
+    Raises :class:`Rejected` naming the first offending tensor. Two tensors that the kernel writes
+    (a parameter or a momentum), or a written tensor and a gradient, must not start at the same
+    address: threads would race on them.
     """
     if not (len(params) == len(grads) == len(exp_avgs)):
-        raise ValueError(
+        raise Rejected(
             f"params, grads and exp_avgs must have the same length, got {len(params)}, "
             f"{len(grads)}, {len(exp_avgs)}"
         )
-    dtype = getattr(params[0], "dtype", None) if len(params) else None
-    if dtype is not None and dtype not in DTYPE_CODES:
-        raise ValueError(f"param 0 {_problem(params[0], dtype)}")
-    w, g, m, numel, written = [], [], [], [], set()
-    strided = torch.strided
-    for i in range(len(params)):
-        p, gi, mi = params[i], grads[i], exp_avgs[i]
-        try:
-            ok = (p.dtype is dtype and gi.dtype is dtype and mi.dtype is dtype
-                  and p.layout is strided and gi.layout is strided and mi.layout is strided
-                  and p.is_cpu and gi.is_cpu and mi.is_cpu
-                  and p.is_contiguous() and gi.is_contiguous() and mi.is_contiguous()
-                  and not (p.is_neg() or gi.is_neg() or mi.is_neg())
-                  and gi.shape == p.shape and mi.shape == p.shape)
-        except (AttributeError, RuntimeError, TypeError):
-            ok = False
-        if not ok:
-            for name, t in zip(NAMES, (p, gi, mi)):
-                if not isinstance(t, Tensor) or t.dtype != dtype or t.layout != strided or not t.is_cpu \
-                        or not t.is_contiguous() or t.is_neg():
-                    raise ValueError(f"{name} {i} {_problem(t, dtype)}")
-            bad = "grad" if gi.shape != p.shape else "exp_avg"
-            shape = tuple((gi if bad == "grad" else mi).shape)
-            raise ValueError(f"{bad} {i} has shape {shape} but param {i} has shape {tuple(p.shape)}")
-        a, b, c, n = p.data_ptr(), gi.data_ptr(), mi.data_ptr(), p.numel()
-        if n:
-            if a == b or b == c or a == c:
-                raise ValueError(f"param {i}, grad {i} and exp_avg {i} must not share memory")
-            if a in written or c in written:
-                raise ValueError(f"param {i} or exp_avg {i} shares memory with an earlier tensor of this call")
-            written.add(a)
-            written.add(c)
-        w.append(a), g.append(b), m.append(c), numel.append(n)
+    if not len(params):
+        return None, [], [], [], []
+    dtype = getattr(params[0], "dtype", None)
+    if dtype not in DTYPE_CODES or type(params[0]) not in _PLAIN:
+        raise Rejected(f"param 0 {_problem(params[0], dtype)}")
+    shapes = list(map(_shape, params))
+    if not (_all_plain((*params, *grads, *exp_avgs), dtype)
+            and list(map(_shape, grads)) == shapes and list(map(_shape, exp_avgs)) == shapes):
+        raise Rejected(_explain(params, grads, exp_avgs, dtype))
+    try:
+        w, g, m = (list(map(Tensor.data_ptr, ts)) for ts in (params, grads, exp_avgs))
+    except RuntimeError as exc:  # a layout without storage (e.g. mkldnn)
+        raise Rejected(f"{_explain(params, grads, exp_avgs, dtype)}: {exc}") from None
+    numel = list(map(Tensor.numel, params))
+    if 0 in numel:  # empty tensors may share any address: they are never touched
+        keep = [i for i, n in enumerate(numel) if n]
+        written, read = [w[i] for i in keep] + [m[i] for i in keep], [g[i] for i in keep]
+    else:
+        written, read = w + m, g
+    unique = set(written)
+    if len(unique) != len(written) or not unique.isdisjoint(read):
+        raise Rejected(_aliasing(w, g, m, numel))
     return dtype, w, g, m, numel
+
+
+def _aliasing(w, g, m, numel) -> str:
+    """Name the first pair of tensors that share memory (see :func:`_pointers`)."""
+    written: dict[int, str] = {}
+    for i, (a, b, c, n) in enumerate(zip(w, g, m, numel)):
+        if not n:
+            continue
+        if a == b or b == c or a == c:
+            return f"param {i}, grad {i} and exp_avg {i} must not share memory"
+        for address, name in ((a, f"param {i}"), (c, f"exp_avg {i}")):
+            if address in written:
+                return f"{name} shares memory with {written[address]}, an earlier tensor of this call"
+            written[address] = name
+    for i, (b, n) in enumerate(zip(g, numel)):
+        if n and b in written:
+            return f"grad {i} shares memory with {written[b]}, which this call writes"
+    return "tensors share memory"
+
+
+def _step_pointers(state_steps: Sequence[Tensor], count: int) -> list[int]:
+    """Addresses of the float32 step counters, one distinct 1-element CPU tensor per array."""
+    if len(state_steps) != count:
+        raise Rejected(f"state_steps has {len(state_steps)} counters for {count} tensors")
+    try:  # a one-element tensor is contiguous whatever its strides
+        ok = (set(map(type, state_steps)) <= _PLAIN and set(map(_dtype, state_steps)) <= {torch.float32}
+              and all(map(_is_cpu, state_steps)) and set(map(Tensor.numel, state_steps)) <= {1})
+    except (AttributeError, RuntimeError, TypeError):
+        ok = False
+    if not ok:
+        for i, t in enumerate(state_steps):
+            if not (type(t) in _PLAIN and t.dtype == torch.float32 and t.is_cpu and t.numel() == 1
+                    and t.layout == torch.strided):
+                what = type(t).__name__ if not isinstance(t, Tensor) else f"{t.dtype} {tuple(t.shape)} on {t.device}"
+                raise Rejected(f"state_steps {i} must be a float32 CPU tensor of one element, got {what}")
+    addresses = list(map(Tensor.data_ptr, state_steps))
+    if len(set(addresses)) != len(addresses):
+        raise Rejected("state_steps must be distinct tensors: a shared counter would be incremented twice")
+    return addresses
+
+
+STATUS = {
+    -1: "unknown dtype code",
+    -2: "out of memory",
+    -3: "too many chunks (2^32 or more)",
+    -4: "a step counter in state_steps is not a whole number >= 0",
+    -5: "bias correction 1 - beta1**step is 0",
+}
 
 
 def chunk_size(total: int, threads: int) -> int:
@@ -322,41 +412,69 @@ def chunk_size(total: int, threads: int) -> int:
     return -(-per_thread // 64) * 64
 
 
-def step_(
-    kernel: Kernel, params, grads, exp_avgs, *, step: int, lr: float, beta1: float, beta2: float,
-    eps: float, weight_decay: float, bias_correction: bool, maximize: bool,
-    threads: int | None = None, chunk: int | None = None,
-) -> None:
-    """:func:`fused_adams_` with an explicit kernel, and optionally thread count and chunk size.
+@dataclass
+class Prepared:
+    """Validated arguments of one kernel call: the tensors' addresses in one buffer."""
+
+    dtype: torch.dtype | None  # None: no tensors, nothing to do
+    count: int
+    total: int  # elements over all tensors
+    table: array.array  # w, g, m addresses, sizes, then the step counters' addresses if any
+    step: int  # the shared step, or 0 when the counters in the table are used
+    written: list[Tensor]  # params and exp_avgs, whose version counters are bumped
+
+
+def prepare(params, grads, exp_avgs, *, step: int | None = None,
+            state_steps: Sequence[Tensor] | None = None) -> Prepared:
+    """Check one call's arguments (see :func:`fused_adams_`); raise :class:`Rejected` if unusable."""
+    if (step is None) == (state_steps is None):
+        raise Rejected("give exactly one of step (an int from 1) and state_steps (counters to increment)")
+    if step is not None and (isinstance(step, bool) or int(step) != step or step < 1):
+        raise Rejected(f"step is counted from 1, got step={step!r}")
+    dtype, w, g, m, numel = _pointers(params, grads, exp_avgs)
+    steps = _step_pointers(state_steps, len(w)) if state_steps is not None else []
+    return Prepared(dtype, len(w), sum(numel), array.array("q", w + g + m + numel + steps),
+                    int(step or 0), [*params, *exp_avgs])
+
+
+def run(kernel: Kernel, call: Prepared, *, lr: float, beta1: float, beta2: float, eps: float,
+        weight_decay: float, bias_correction: bool, maximize: bool, threads: int | None = None,
+        chunk: int | None = None) -> None:
+    """Dispatch a :class:`Prepared` call to ``kernel``.
 
     ``threads=None`` takes ``torch.get_num_threads()`` threads but none with fewer than
     :data:`GRAIN` elements; a number is used as given. ``chunk=None`` gives each thread one chunk
     (:func:`chunk_size`). Any choice gives the same bits (the tests check it).
     """
-    dtype, w, g, m, numel = _pointers(params, grads, exp_avgs)
-    if isinstance(step, bool) or int(step) != step or step < 1:
-        raise ValueError(f"step is counted from 1, got step={step!r}")
-    if dtype is None:  # no tensors
+    if call.dtype is None:
         return
-    c = 1.0 - beta1 ** int(step) if bias_correction else 1.0  # c_t = 1 - beta1^t
-    if c == 0.0:
-        raise ValueError(f"bias correction 1 - beta1**step is 0 (beta1={beta1}, step={step})")
-    n, total = len(w), sum(numel)
     if threads is None:
-        threads = max(1, min(torch.get_num_threads(), total // GRAIN[kernel.threading]))
+        threads = max(1, min(torch.get_num_threads(), call.total // GRAIN[kernel.threading]))
     if chunk is None:
-        chunk = chunk_size(total, threads)
-    table = array.array("q", w + g + m + numel)  # one buffer: the addresses, then the sizes
-    base, row = table.buffer_info()[0], 8 * n
+        chunk = chunk_size(call.total, threads)
+    base, row = call.table.buffer_info()[0], 8 * call.count
     status = kernel.lib.adams_step(
-        DTYPE_CODES[dtype], n, base, base + row, base + 2 * row, base + 3 * row,
-        float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), 1.0 / c,
-        int(bool(maximize)), int(threads), int(chunk),
+        DTYPE_CODES[call.dtype], call.count, base, base + row, base + 2 * row, base + 3 * row,
+        None if call.step else base + 4 * row, float(call.step),
+        float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
+        int(bool(bias_correction)), int(bool(maximize)), int(threads), int(chunk),
     )
     if status != 0:
-        raise RuntimeError(f"adams_step returned {status}")
+        error = Rejected if status in (-4, -5) else RuntimeError
+        raise error(f"adams_step returned {status}: {STATUS.get(status, 'unknown status')}; nothing was written")
     # the memory was written behind autograd's back: record the in-place change
-    torch.autograd.graph.increment_version(list(params) + list(exp_avgs))
+    torch.autograd.graph.increment_version(call.written)
+
+
+def step_(
+    kernel: Kernel, params, grads, exp_avgs, *, step: int | None = None,
+    state_steps: Sequence[Tensor] | None = None, threads: int | None = None,
+    chunk: int | None = None, **hyper,
+) -> None:
+    """:func:`fused_adams_` with an explicit kernel, and optionally thread count and chunk size
+    (see :func:`run`)."""
+    call = prepare(params, grads, exp_avgs, step=step, state_steps=state_steps)
+    run(kernel, call, threads=threads, chunk=chunk, **hyper)
 
 
 def fused_adams_(
@@ -364,7 +482,8 @@ def fused_adams_(
     grads: Sequence[Tensor],
     exp_avgs: Sequence[Tensor],
     *,
-    step: int,
+    step: int | None = None,
+    state_steps: Sequence[Tensor] | None = None,
     lr: float,
     beta1: float,
     beta2: float,
@@ -377,10 +496,15 @@ def fused_adams_(
 
     All tensors share one dtype (float32, float64, bfloat16 or float16), are dense and contiguous,
     and ``grads[i]``, ``exp_avgs[i]`` have the shape of ``params[i]``; otherwise ``ValueError``.
-    ``step`` is :math:`t`, counted from 1; ``exp_avgs`` hold :math:`m_{t-1}` on entry and
-    :math:`m_t` on return. Raises :class:`BuildError` if the kernel cannot be built.
+    ``exp_avgs`` hold :math:`m_{t-1}` on entry and :math:`m_t` on return.
+
+    The step count comes either from ``step`` (:math:`t`, counted from 1, shared by all tensors) or
+    from ``state_steps``: one float32 counter per tensor, holding the number of steps taken so far,
+    which the kernel increments (as ``torch.optim`` optimizers do with ``state["step"]``), so that
+    tensor ``i`` takes step ``state_steps[i] + 1``. Invalid arguments raise :class:`Rejected` (a
+    ``ValueError``) before anything is written; :class:`BuildError` if the kernel cannot be built.
     """
-    step_(
-        _default_kernel(), params, grads, exp_avgs, step=step, lr=lr, beta1=beta1, beta2=beta2,
-        eps=eps, weight_decay=weight_decay, bias_correction=bias_correction, maximize=maximize,
-    )
+    kernel = _default_kernel()
+    call = prepare(params, grads, exp_avgs, step=step, state_steps=state_steps)
+    run(kernel, call, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+        bias_correction=bias_correction, maximize=maximize)

@@ -53,7 +53,7 @@
 #include <immintrin.h>
 #endif
 
-#define ADAMS_ABI_VERSION 1
+#define ADAMS_ABI_VERSION 2
 
 enum { ADAMS_F32 = 0, ADAMS_F64 = 1, ADAMS_BF16 = 2, ADAMS_F16 = 3 };
 
@@ -222,8 +222,9 @@ typedef struct {
     const void *const *g;
     void *const *m;
     const int64_t *start; /* start[a] = index of array a's first element; start[count] = total */
+    const double *inv_c;  /* inv_c[a] = 1/c_t of array a (arrays may be at different steps) */
     int64_t chunk;        /* elements per chunk (the last one may be shorter) */
-    coef32 c32;
+    coef32 c32;           /* the coefficients shared by all arrays; inv_c is set per array */
     coef64 c64;
 } job;
 
@@ -246,11 +247,15 @@ static void run_range(const job *jb, int64_t lo, int64_t hi)
         char *w = (char *)jb->w[a] + s * es;
         const char *g = (const char *)jb->g[a] + s * es;
         char *m = (char *)jb->m[a] + s * es;
+        coef32 c32 = jb->c32;
+        coef64 c64 = jb->c64;
+        c32.inv_c = (float)jb->inv_c[a];  /* 1/c_t rounded once to the working precision */
+        c64.inv_c = jb->inv_c[a];
         switch (jb->dtype) {
-        case ADAMS_F32: step_f32((float *)w, (const float *)g, (float *)m, e - s, &jb->c32); break;
-        case ADAMS_F64: step_f64((double *)w, (const double *)g, (double *)m, e - s, &jb->c64); break;
-        case ADAMS_BF16: step_16(1, (uint16_t *)w, (const uint16_t *)g, (uint16_t *)m, e - s, &jb->c32); break;
-        default: step_16(0, (uint16_t *)w, (const uint16_t *)g, (uint16_t *)m, e - s, &jb->c32); break;
+        case ADAMS_F32: step_f32((float *)w, (const float *)g, (float *)m, e - s, &c32); break;
+        case ADAMS_F64: step_f64((double *)w, (const double *)g, (double *)m, e - s, &c64); break;
+        case ADAMS_BF16: step_16(1, (uint16_t *)w, (const uint16_t *)g, (uint16_t *)m, e - s, &c32); break;
+        default: step_16(0, (uint16_t *)w, (const uint16_t *)g, (uint16_t *)m, e - s, &c32); break;
         }
     }
 }
@@ -413,40 +418,72 @@ void adams_narrow(int dtype, const float *src, uint16_t *dst, int64_t n)
 }
 
 /*
- * One AdamS step on `count` arrays of `dtype` with `numel[a]` elements each. inv_c = 1/c_t;
- * maximize != 0 negates g. Up to `threads` threads share the work in chunks of `chunk` elements
- * (the caller picks both; any values give the same result). Returns 0, -1 for an unknown dtype,
- * -2 if out of memory, -3 if there are 2^32 chunks or more.
+ * One AdamS step on `count` arrays of `dtype` with `numel[a]` elements each; maximize != 0 negates g.
+ *
+ * Step counts. With `steps` NULL every array takes step `step` (counted from 1). Otherwise
+ * `steps[a]` points to array a's float32 step counter (torch.optim keeps one 0-d float32 tensor per
+ * parameter): each is read, checked to be a whole number >= 0, and incremented by 1 in float32
+ * arithmetic (as torch._foreach_add_ does) only after the update; array a then takes step
+ * t_a = *steps[a] + 1. c_t = 1 - beta1^t (C pow, as Python's float ** int), or 1 when
+ * bias_correction == 0; 1/c_t is formed in float64 and rounded once to the working precision.
+ *
+ * Up to `threads` threads share the work in chunks of `chunk` elements (the caller picks both; any
+ * values give the same result). Returns 0; -1 for an unknown dtype; -2 if out of memory; -3 if
+ * there are 2^32 chunks or more; -4 if a step counter is not a whole number >= 0 (or `step` < 1);
+ * -5 if some c_t is 0. Nothing is written unless 0 is returned.
  */
 int adams_step(int dtype, int64_t count, void *const *w, const void *const *g, void *const *m,
-               const int64_t *numel, double lr, double beta1, double beta2, double eps,
-               double weight_decay, double inv_c, int maximize, int threads, int64_t chunk)
+               const int64_t *numel, float *const *steps, double step, double lr, double beta1,
+               double beta2, double eps, double weight_decay, int bias_correction, int maximize,
+               int threads, int64_t chunk)
 {
     if (dtype < ADAMS_F32 || dtype > ADAMS_F16) return -1;
+    if (threads < 1) threads = 1;
+    if (threads > MAX_WORKERS + 1) threads = MAX_WORKERS + 1;
+    if (chunk < 1) chunk = 1;
     int64_t *start = malloc((size_t)(count + 1) * sizeof(int64_t));
-    if (!start) return -2;
+    double *inv_c = malloc((size_t)(count > 0 ? count : 1) * sizeof(double));
+    float *next = steps ? malloc((size_t)(count > 0 ? count : 1) * sizeof(float)) : NULL;
+    int status = 0;
+    if (!start || !inv_c || (steps && !next)) { status = -2; goto out; }
+
     start[0] = 0;
     for (int64_t a = 0; a < count; a++) start[a + 1] = start[a] + numel[a];
     const int64_t total = start[count];
+    const int64_t nchunks = (total + chunk - 1) / chunk;
+    if (nchunks >= ((int64_t)1 << 32)) { status = -3; goto out; } /* must fit the ticket's 32 bits */
 
-    job jb = {.dtype = dtype, .count = count, .w = w, .g = g, .m = m, .start = start};
+    for (int64_t a = 0; a < count; a++) {
+        double t = step;
+        if (steps) {
+            const float before = *steps[a];
+            if (!(before >= 0.0f) || before != floorf(before)) { status = -4; goto out; }
+            next[a] = before + 1.0f;                             /* the counter after this step */
+            t = (double)next[a];
+        }
+        if (!(t >= 1.0) || t != floor(t)) { status = -4; goto out; }
+        const double c = bias_correction ? 1.0 - pow(beta1, t) : 1.0;  /* c_t = 1 - beta1^t */
+        if (c == 0.0) { status = -5; goto out; }
+        inv_c[a] = 1.0 / c;
+    }
+
+    job jb = {.dtype = dtype, .count = count, .w = w, .g = g, .m = m, .start = start, .inv_c = inv_c,
+              .chunk = chunk};
     const double sign = maximize ? -1.0 : 1.0;
     /* coefficients in float64, then rounded once to the working precision */
     jb.c64 = (coef64){1.0 - lr * weight_decay,    /* 1 - lr wd */
                       beta1, sign * (1.0 - beta1), /* (1-beta1) g with g = -grad: (-(1-beta1)) grad */
                       beta2, 1.0 - beta2,          /* g^2 = grad^2, so no sign here */
-                      inv_c, lr, eps};
+                      1.0, lr, eps};               /* inv_c: per array, see run_range */
     jb.c32 = (coef32){(float)jb.c64.decay, (float)jb.c64.beta1, (float)jb.c64.omb1,
-                      (float)jb.c64.beta2, (float)jb.c64.omb2, (float)jb.c64.inv_c,
+                      (float)jb.c64.beta2, (float)jb.c64.omb2, 1.0f,
                       (float)jb.c64.lr, (float)jb.c64.eps};
-
-    if (threads < 1) threads = 1;
-    if (threads > MAX_WORKERS + 1) threads = MAX_WORKERS + 1;
-    if (chunk < 1) chunk = 1;
-    jb.chunk = chunk;
-    const int64_t nchunks = (total + chunk - 1) / chunk;
-    if (nchunks >= ((int64_t)1 << 32)) { free(start); return -3; } /* must fit the ticket's 32 bits */
     run_job(&jb, nchunks, nchunks < threads ? (int)nchunks : threads);
+    if (steps)
+        for (int64_t a = 0; a < count; a++) *steps[a] = next[a];
+out:
     free(start);
-    return 0;
+    free(inv_c);
+    free(next);
+    return status;
 }

@@ -18,7 +18,8 @@ Three implementations of the same function live here and in :mod:`adams._fused`:
   usable under ``torch.func``. :func:`adams_tensor_` applies it to one tensor in place (the for-loop
   path of the optimizer).
 * :func:`adams_foreach_` — the same arithmetic on lists of tensors with ``torch._foreach_*`` kernels.
-* :func:`adams._fused.fused_adams_` — one pass over memory per tensor in a compiled kernel.
+* :func:`adams._fused.fused_adams_` — one pass over memory in a compiled kernel, which also
+  increments the step counters.
 
 :func:`adams` is the entry point the optimizer calls: it views complex tensors as real pairs, groups
 tensors and dispatches to one of the three.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from operator import attrgetter
 from typing import Literal, Sequence
 
 import torch
@@ -162,37 +164,31 @@ def _foreach_batch_(w, g, m, *, c, lr, beta1, beta2, eps, weight_decay, maximize
         torch._foreach_copy_(exp_avgs, m)
 
 
-FUSED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-# complex tensors reach the kernel as real views of these
-_FUSED_OK = frozenset(FUSED_DTYPES + (torch.complex64, torch.complex128))
-_PLAIN = (Tensor, torch.nn.Parameter)
-
-
-def fused_unsupported_reason(params: Sequence[Tensor], grads: Sequence[Tensor]) -> str | None:
-    """Why the compiled kernel cannot take these tensors, or ``None`` if it can."""
-    for p, g in zip(params, grads):
-        if type(p) not in _PLAIN or type(g) is not Tensor:
-            return f"tensor subclass {type(p).__name__} (e.g. DTensor) is not supported"
-        if not p.is_cpu:
-            return f"parameters on {p.device} (the kernel is CPU-only)"
-        if p.dtype not in _FUSED_OK:
-            return f"dtype {p.dtype}"
-        if g.dtype != p.dtype:
-            return f"gradient dtype {g.dtype} differs from parameter dtype {p.dtype}"
-        if not (p.is_contiguous() and g.is_contiguous()):
-            return "non-contiguous parameter or gradient"
-    return None
+_dtype = attrgetter("dtype")
 
 
 def _as_real(t: Tensor) -> Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
 
+def _step_counts(state_steps: Sequence[Tensor]) -> list[int]:
+    """Increment the step counters (``t <- t + 1``) and return the new counts as ints."""
+    if not state_steps:
+        return []
+    if not all(isinstance(t, Tensor) and t.numel() == 1 for t in state_steps):
+        raise ValueError("state_steps must be one-element tensors (torch.optim's state['step'])")
+    torch._foreach_add_(list(state_steps), 1.0)
+    counts = torch.stack([t.reshape(()).to("cpu", torch.float64) for t in state_steps]).tolist()
+    if any(c != int(c) or c < 1 for c in counts):
+        raise ValueError(f"step counters must hold whole numbers >= 0, got {[c - 1 for c in counts]}")
+    return [int(c) for c in counts]
+
+
 def adams(
     params: Sequence[Tensor],
     grads: Sequence[Tensor],
     exp_avgs: Sequence[Tensor],
-    steps: Sequence[int],
+    state_steps: Sequence[Tensor],
     *,
     lr: float,
     beta1: float,
@@ -203,39 +199,57 @@ def adams(
     maximize: bool = False,
     impl: Impl = "foreach",
 ) -> None:
-    """Update ``params`` and ``exp_avgs`` in place; ``steps[i]`` is the step count of tensor ``i``.
+    """Update ``params``, ``exp_avgs`` and the step counters ``state_steps`` in place.
+
+    ``state_steps[i]`` is tensor ``i``'s counter of steps taken so far (a one-element tensor, as
+    ``state["step"]`` in ``torch.optim``); it is incremented first, so a fresh counter of 0 makes
+    this step :math:`t = 1`. The fused path reads and increments float32 CPU counters inside the
+    kernel; the other paths with one ``torch._foreach_add_``.
 
     Complex tensors are updated as pairs of real numbers (``torch.view_as_real``), so the
     denominator is formed per real and per imaginary part, as in ``torch.optim.AdamW``.
     """
-    if not (len(params) == len(grads) == len(exp_avgs) == len(steps)):
+    if not (len(params) == len(grads) == len(exp_avgs) == len(state_steps)):
         raise ValueError(
-            "params, grads, exp_avgs and steps must have the same length, got "
-            f"{len(params)}, {len(grads)}, {len(exp_avgs)}, {len(steps)}"
+            "params, grads, exp_avgs and state_steps must have the same length, got "
+            f"{len(params)}, {len(grads)}, {len(exp_avgs)}, {len(state_steps)}"
         )
+    if impl not in ("forloop", "foreach", "fused"):
+        raise ValueError(f"impl must be 'forloop', 'foreach' or 'fused', got {impl!r}")
     hyper = dict(
         lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
         bias_correction=bias_correction, maximize=maximize,
     )
-    triples = [
-        (_as_real(p), _as_real(g), _as_real(m)) if p.is_complex() else (p, g, m)
-        for p, g, m in zip(params, grads, exp_avgs)
-    ]
-    if impl == "forloop":
-        for (p, g, m), t in zip(triples, steps):
-            adams_tensor_(p, g, m, step=int(t), **hyper)
-        return
-    if impl not in ("foreach", "fused"):
-        raise ValueError(f"impl must be 'forloop', 'foreach' or 'fused', got {impl!r}")
+    if any(map(Tensor.is_complex, params)):
+        params, grads, exp_avgs = ([_as_real(t) for t in ts] for ts in (params, grads, exp_avgs))
 
+    if impl == "fused":
+        from adams import _fused
+
+        kernel = _fused._default_kernel()
+        if len(set(map(_dtype, params))) <= 1:  # the usual case: one kernel call
+            groups = [(params, grads, exp_avgs, state_steps)]
+        else:  # one call per dtype
+            by_dtype: dict[torch.dtype, list[int]] = defaultdict(list)
+            for i, p in enumerate(params):
+                by_dtype[p.dtype].append(i)
+            groups = [[[ts[i] for i in index] for ts in (params, grads, exp_avgs, state_steps)]
+                      for index in by_dtype.values()]
+        # every call is checked before any runs: a rejected call (raised as _fused.Rejected, a
+        # ValueError) leaves all tensors and counters untouched, so the caller may fall back
+        calls = [_fused.prepare(p, g, m, state_steps=s) for p, g, m, s in groups]
+        for call in calls:
+            _fused.run(kernel, call, **hyper)
+        return
+
+    steps = _step_counts(state_steps)
+    if impl == "forloop":
+        for p, g, m, t in zip(params, grads, exp_avgs, steps):
+            adams_tensor_(p, g, m, step=t, **hyper)
+        return
     buckets: dict[tuple, list[tuple[Tensor, Tensor, Tensor]]] = defaultdict(list)
-    for (p, g, m), t in zip(triples, steps):
-        buckets[(p.device, p.dtype, int(t))].append((p, g, m))
+    for p, g, m, t in zip(params, grads, exp_avgs, steps):
+        buckets[(p.device, p.dtype, t)].append((p, g, m))
     for (_, _, t), bucket in buckets.items():
         ps, gs, ms = (list(x) for x in zip(*bucket))
-        if impl == "fused":
-            from adams._fused import fused_adams_
-
-            fused_adams_(ps, gs, ms, step=t, **hyper)
-        else:
-            adams_foreach_(ps, gs, ms, step=t, **hyper)
+        adams_foreach_(ps, gs, ms, step=t, **hyper)

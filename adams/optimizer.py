@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from operator import attrgetter, itemgetter
 from typing import Callable, Iterable, Literal
 
 import torch
@@ -12,6 +13,8 @@ from adams import functional as F
 __all__ = ["AdamS"]
 
 NonFinite = Literal["raise", "skip"]
+_is_sparse = attrgetter("is_sparse")
+_get_exp_avg, _get_step = itemgetter("exp_avg"), itemgetter("step")
 
 
 class AdamS(torch.optim.Optimizer):
@@ -149,6 +152,14 @@ class AdamS(torch.optim.Optimizer):
                 group.setdefault(key, False)
             for key in ("foreach", "fused"):
                 group.setdefault(key, None)
+        # step counters are float32 CPU tensors, as torch.optim keeps them (an older or hand-made
+        # state may hold a Python number or another dtype)
+        for param_state in self.state.values():
+            step = param_state.get("step")
+            if step is not None and not (
+                isinstance(step, Tensor) and step.dtype == torch.float32 and step.is_cpu and step.numel() == 1
+            ):
+                param_state["step"] = torch.tensor(float(step), dtype=torch.float32)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
@@ -158,16 +169,19 @@ class AdamS(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
 
+        # one pass per group over the parameters that have a gradient (the bookkeeping below runs
+        # every step, right after the previous step streamed the whole model through the caches)
         with_grad = []
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            if any(p.grad.is_sparse for p in params):
+            grads = [p.grad for p in params]
+            if any(map(_is_sparse, grads)):
                 raise RuntimeError(
                     "AdamS does not support sparse gradients; use dense gradients "
                     "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
                 )
-            with_grad.append(params)
-        if self.nonfinite is not None and not _all_finite([p.grad for ps in with_grad for p in ps]):
+            with_grad.append((params, grads))
+        if self.nonfinite is not None and not _all_finite([g for _, gs in with_grad for g in gs]):
             if self.nonfinite == "raise":
                 raise FloatingPointError(
                     "AdamS: a gradient holds NaN or inf; no parameter or state was changed"
@@ -175,46 +189,56 @@ class AdamS(torch.optim.Optimizer):
             self.skipped_steps += 1
             return loss
 
-        for group, params in zip(self.param_groups, with_grad):
+        for group, (params, grads) in zip(self.param_groups, with_grad):
             if not params:
                 continue
-            grads, exp_avgs, step_counters = [], [], []
-            for p in params:
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                grads.append(p.grad)
-                exp_avgs.append(state["exp_avg"])
-                step_counters.append(state["step"])
-            # one kernel increments every counter, one copy reads them all back
-            torch._foreach_add_(step_counters, 1.0)
-            steps = [int(t) for t in torch.stack(step_counters).tolist()]
+            states = list(map(self.state.__getitem__, params))  # self.state is a defaultdict(dict)
+            if not all(states):  # first step of some parameters: create their state
+                for p, state in zip(params, states):
+                    if not state:
+                        state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            exp_avgs = list(map(_get_exp_avg, states))
+            state_steps = list(map(_get_step, states))
             beta1, beta2 = group["betas"]
-            F.adams(
-                params, grads, exp_avgs, steps,
+            hyper = dict(
                 lr=_scalar(group["lr"], "lr"), beta1=float(beta1), beta2=float(beta2),
                 eps=float(group["eps"]), weight_decay=float(group["weight_decay"]),
                 bias_correction=group["bias_correction"], maximize=group["maximize"],
-                impl=self._impl(group, params, grads),
             )
+            impl = self._impl(group)
+            if impl == "fused":
+                from adams._fused import Rejected
+
+                try:  # increments every state["step"], then updates params and exp_avgs
+                    F.adams(params, grads, exp_avgs, state_steps, **hyper, impl="fused")
+                    continue
+                except Rejected as rejected:  # raised before anything was written
+                    if group["fused"]:  # asked for explicitly: fall back, but say why
+                        warnings.warn(f"AdamS: fused path unavailable ({rejected}); using foreach",
+                                      stacklevel=3)
+                impl = "foreach"
+            F.adams(params, grads, exp_avgs, state_steps, **hyper, impl=impl)
         return loss
 
-    def _impl(self, group: dict, params: list[Tensor], grads: list[Tensor]) -> F.Impl:
+    def _impl(self, group: dict) -> F.Impl:
+        """The path a group asks for: the fused kernel (when it is built) unless told otherwise.
+
+        Whether the kernel accepts the tensors is checked as it is called (``step`` falls back to
+        foreach, with a warning if ``fused=True`` was asked for, when it does not).
+        """
         foreach, fused = group["foreach"], group["fused"]
         if foreach is False and fused is False:
             return "forloop"
         if foreach or fused is False:
             return "foreach"
-        from adams._fused import fused_available
+        from adams import _fused
 
-        available, reason = fused_available()
-        if available:
-            reason = F.fused_unsupported_reason(params, grads)
-        if reason is None:
+        if _fused.kernel_or_none() is not None:
             return "fused"
-        if fused:  # asked for explicitly: fall back, but say why
-            warnings.warn(f"AdamS: fused path unavailable ({reason}); using foreach", stacklevel=3)
+        if fused:
+            warnings.warn(f"AdamS: fused path unavailable ({_fused.fused_available()[1]}); using foreach",
+                          stacklevel=3)
         return "foreach"
 
 

@@ -55,34 +55,61 @@ def test_large_and_noncontiguous_tensors_in_batches(impl):
     ms = [torch.zeros_like(w) for w in ws]
     ws_ref = [w.clone() for w in ws]
     ms_ref = [m.clone() for m in ms]
+    counters, counters_ref = ([torch.tensor(0.0) for _ in ws] for _ in range(2))
     for step in range(1, 6):
         gs = [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in ws]
         if impl == "fused":
             gs[-1] = gs[-1].contiguous()
             ws[-1], ms[-1] = ws[-1].contiguous(), ms[-1].contiguous()
-        F.adams(ws, gs, ms, [step] * len(ws), **HYPER, impl=impl)
-        F.adams(ws_ref, gs, ms_ref, [step] * len(ws), **HYPER, impl="forloop")
+        F.adams(ws, gs, ms, counters, **HYPER, impl=impl)
+        F.adams(ws_ref, gs, ms_ref, counters_ref, **HYPER, impl="forloop")
         for a, b in zip(ws + ms, ws_ref + ms_ref):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+        assert [c.item() for c in counters] == [c.item() for c in counters_ref] == [step] * len(ws)
 
 
-def test_mixed_steps_and_dtypes_are_grouped():
-    a = torch.ones(4, dtype=torch.float32)
-    b = torch.ones(4, dtype=torch.float64)
-    ga, gb = torch.ones(4), torch.ones(4, dtype=torch.float64)
-    ma, mb = torch.zeros(4), torch.zeros(4, dtype=torch.float64)
-    F.adams([a, b], [ga, gb], [ma, mb], [1, 7], **HYPER, impl="foreach")
-    wa, _ = F.adams_update(torch.ones(4), ga, torch.zeros(4), step=1, **HYPER)
-    wb, _ = F.adams_update(torch.ones(4, dtype=torch.float64), gb, torch.zeros(4, dtype=torch.float64),
-                           step=7, **HYPER)
-    torch.testing.assert_close(a, wa)
-    torch.testing.assert_close(b, wb)
+@pytest.mark.parametrize("impl", ["forloop", "foreach", "fused"])
+def test_mixed_steps_and_dtypes_are_grouped(impl):
+    """Tensors at different steps and of different dtypes in one call: each gets its own c_t."""
+    dtypes = [torch.float32, torch.float64, torch.float32, torch.float64]
+    before = [0.0, 6.0, 2.0, 0.0]  # steps taken so far
+    ws = [torch.full((4,), 1.0 + i, dtype=d) for i, d in enumerate(dtypes)]
+    gs = [torch.full((4,), 0.5 - i, dtype=d) for i, d in enumerate(dtypes)]
+    ms = [torch.full((4,), 0.1 * i, dtype=d) for i, d in enumerate(dtypes)]
+    want = [F.adams_update(w, g, m, step=int(t) + 1, **HYPER) for w, g, m, t in zip(ws, gs, ms, before)]
+    counters = [torch.tensor(t) for t in before]
+    F.adams(ws, gs, ms, counters, **HYPER, impl=impl)
+    assert [c.item() for c in counters] == [t + 1 for t in before]
+    for w, m, (w_want, m_want) in zip(ws, ms, want):
+        torch.testing.assert_close(w, w_want, rtol=1e-6 if w.dtype == torch.float32 else 1e-14, atol=0)
+        torch.testing.assert_close(m, m_want, rtol=1e-6 if w.dtype == torch.float32 else 1e-14, atol=0)
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="same length"):
         F.adams([torch.ones(1)], [], [], [], **HYPER)
     with pytest.raises(ValueError, match="impl"):
-        F.adams([torch.ones(1)], [torch.ones(1)], [torch.ones(1)], [1], **HYPER, impl="magic")
+        F.adams([torch.ones(1)], [torch.ones(1)], [torch.ones(1)], [torch.tensor(0.0)], **HYPER, impl="magic")
+    with pytest.raises(ValueError, match="one-element tensors"):
+        F.adams([torch.ones(1)], [torch.ones(1)], [torch.ones(1)], [1], **HYPER, impl="foreach")
+    with pytest.raises(ValueError, match="whole numbers"):
+        F.adams([torch.ones(1)], [torch.ones(1)], [torch.ones(1)], [torch.tensor(0.5)], **HYPER)
     with pytest.raises(ValueError, match="counted from 1"):
         F.bias_correction_factor(0.9, 0)
+
+
+def test_a_rejected_fused_call_writes_nothing_in_any_dtype_group():
+    """The float64 group's gradient is not contiguous: the fused call is refused as a whole, so the
+    float32 group, checked and runnable on its own, must not have been updated either."""
+    from adams._fused import Rejected
+
+    a, ga, ma = torch.ones(4), torch.ones(4), torch.zeros(4)
+    b = torch.ones(3, 2, dtype=torch.float64)
+    gb = torch.ones(2, 3, dtype=torch.float64).t()
+    mb = torch.zeros(3, 2, dtype=torch.float64)
+    counters = [torch.tensor(0.0), torch.tensor(0.0)]
+    with pytest.raises(Rejected, match="grad 0 is not contiguous"):
+        F.adams([a, b], [ga, gb], [ma, mb], counters, **HYPER, impl="fused")
+    assert torch.equal(a, torch.ones(4)) and torch.equal(ma, torch.zeros(4))
+    assert torch.equal(b, torch.ones(3, 2, dtype=torch.float64))
+    assert [c.item() for c in counters] == [0.0, 0.0]

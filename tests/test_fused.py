@@ -447,3 +447,63 @@ def test_unavailable_kernel_is_reported_not_raised(tmp_path, monkeypatch):
     assert not ok and "no C compiler" in reason
     with pytest.raises(_fused.BuildError):
         _fused.fused_adams_([torch.ones(1)], [torch.ones(1)], [torch.ones(1)], step=1, **HYPER["default"])
+
+
+# ---- step counters read and incremented inside the kernel ----
+
+def test_state_steps_give_the_same_bits_as_an_explicit_step():
+    """Counters at 0, 4 and 9 in one call: each tensor takes step counter + 1, and the counters
+    are incremented; the result equals three calls with explicit steps, bit for bit."""
+    before = [0.0, 4.0, 9.0]
+    ws, ms = make_state(torch.float32, seed=11)
+    ws, ms = ws[:3], ms[:3]
+    gs = gradients(1, torch.float32)[:3]
+    want_w, want_m = [w.clone() for w in ws], [m.clone() for m in ms]
+    for i, t in enumerate(before):
+        _fused.fused_adams_([want_w[i]], [gs[i]], [want_m[i]], step=int(t) + 1, **HYPER["default"])
+    counters = [torch.tensor(t) for t in before]
+    _fused.fused_adams_(ws, gs, ms, state_steps=counters, **HYPER["default"])
+    assert [c.item() for c in counters] == [1.0, 5.0, 10.0]
+    assert same(ws + ms, want_w + want_m)
+
+
+@pytest.mark.parametrize("counter, match", [
+    (torch.tensor(-1.0), "whole number"),
+    (torch.tensor(2.5), "whole number"),
+    (torch.tensor(float("nan")), "whole number"),
+    (torch.tensor(3.0, dtype=torch.float64), "float32 CPU tensor"),
+    (torch.tensor([1.0, 2.0]), "float32 CPU tensor"),
+    (3, "float32 CPU tensor"),
+])
+def test_bad_step_counters_raise_and_write_nothing(counter, match):
+    ws, ms = make_state(torch.float32, seed=12)
+    ws, ms = ws[:2], ms[:2]
+    gs = gradients(1, torch.float32)[:2]
+    good = torch.tensor(4.0)
+    snapshot = [t.clone() for t in ws + ms]
+    with pytest.raises(ValueError, match=match):
+        _fused.fused_adams_(ws, gs, ms, state_steps=[good, counter], **HYPER["default"])
+    assert same(ws + ms, snapshot) and good.item() == 4.0
+
+
+def test_shared_or_missing_step_counters_are_errors():
+    w, g, m = [torch.ones(3), torch.ones(3)], [torch.ones(3), torch.ones(3)], [torch.zeros(3), torch.zeros(3)]
+    shared = torch.tensor(0.0)
+    with pytest.raises(ValueError, match="distinct"):
+        _fused.fused_adams_(w, g, m, state_steps=[shared, shared], **HYPER["default"])
+    with pytest.raises(ValueError, match="2 tensors"):
+        _fused.fused_adams_(w, g, m, state_steps=[shared], **HYPER["default"])
+    with pytest.raises(ValueError, match="exactly one"):
+        _fused.fused_adams_(w, g, m, step=1, state_steps=[shared, torch.tensor(0.0)], **HYPER["default"])
+    with pytest.raises(ValueError, match="exactly one"):
+        _fused.fused_adams_(w, g, m, **HYPER["default"])
+    assert shared.item() == 0.0
+
+
+def test_a_gradient_aliasing_a_written_tensor_is_an_error():
+    """Another tensor's parameter used as this tensor's gradient: one thread would read what
+    another writes."""
+    a, b = torch.ones(5), torch.ones(5)
+    with pytest.raises(ValueError, match="grad 1 shares memory with param 0"):
+        _fused.fused_adams_([a, b], [torch.ones(5), a], [torch.zeros(5), torch.zeros(5)], step=1,
+                            **HYPER["default"])

@@ -190,3 +190,26 @@ def test_invalid_hyperparameters_in_an_added_group():
     opt = adams.AdamS([torch.nn.Parameter(torch.zeros(1))])
     with pytest.raises(ValueError, match="weight_decay=-1"):
         opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "weight_decay": -1})
+
+
+@pytest.mark.parametrize("as_saved", [lambda t: int(t.item()), lambda t: t.double()], ids=["int", "float64"])
+@pytest.mark.parametrize("path", PATHS, ids=PATH_IDS)
+def test_step_counters_of_another_type_are_normalized_on_load(path, as_saved):
+    """A state whose counters are Python ints or float64 tensors (older or hand-made checkpoints)
+    loads, and training continues exactly as from the float32 counters AdamS writes."""
+    model_a = _model()
+    opt_a = adams.AdamS(model_a.parameters(), lr=1e-2, **path)
+    _train(model_a, opt_a, 7)
+    saved = copy.deepcopy(opt_a.state_dict())
+    for param_state in saved["state"].values():
+        param_state["step"] = as_saved(param_state["step"])
+    model_b = copy.deepcopy(model_a)
+    opt_b = adams.AdamS(model_b.parameters(), lr=1e-2, **path)
+    opt_b.load_state_dict(saved)
+    for p in model_b.parameters():
+        step = opt_b.state[p]["step"]
+        assert isinstance(step, torch.Tensor) and step.dtype == torch.float32 and step.item() == 7
+    _train(model_a, opt_a, 5, start=7)
+    _train(model_b, opt_b, 5, start=7)
+    for pa, pb in zip(model_a.parameters(), model_b.parameters()):
+        assert torch.equal(pa, pb)
