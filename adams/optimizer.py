@@ -62,7 +62,9 @@ class AdamS(torch.optim.Optimizer):
         maximize: maximize the objective (uses :math:`-g`).
         foreach: use the multi-tensor ``torch._foreach_*`` path.
         fused: use the single-pass compiled CPU kernel (:mod:`adams._fused`). With neither flag
-            set, the fused kernel is used when it is available and the foreach path otherwise;
+            set, the fused kernel is used when it is built and accepts the tensors (plain dense
+            contiguous CPU tensors), and the foreach path otherwise; with ``fused=True`` a
+            fallback to foreach comes with a warning that says why;
             ``foreach=False, fused=False`` selects the readable for-loop path. All three compute
             the same function (tested to 1e-12 in float64 and 1e-6 in float32).
         nonfinite: ``None`` (default: no check, as in ``torch.optim``), ``"raise"`` to raise

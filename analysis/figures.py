@@ -15,6 +15,8 @@ caller's ``ADAMS_QUICK`` is passed on) and the repository root on ``PYTHONPATH``
 A failing notebook does not stop the others; the driver prints the tail of its stderr and exits
 with status 1 at the end. ``paper_repro.md`` is then rebuilt from every results JSON in the output
 directory: in the repository root for the default ``figures/`` directory, else inside ``--out``.
+For the default directory the step-time table in ``README.md`` is rebuilt too, from
+``figures/optimizer_cost.json``.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from analysis import repro
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 DEFAULT_OUT = REPO_ROOT / "figures"
+README = REPO_ROOT / "README.md"
 STDERR_TAIL_LINES = 40
 
 
@@ -180,6 +183,8 @@ def main(argv: list[str] | None = None, *, notebook_dir: Path = NOTEBOOK_DIR) ->
     try:
         repro.write(out_dir, repro_path)
         print(f"\nWrote {repro_path}")
+        if out_dir == DEFAULT_OUT and repro.update_readme(out_dir, README):
+            print(f"Updated the step-time table in {README}")
     except (ValueError, OSError) as err:
         print(f"\nCould not regenerate {repro_path}: {err}", file=sys.stderr)
         return 1

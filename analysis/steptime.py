@@ -36,7 +36,10 @@ from typing import Callable
 
 import torch
 
-__all__ = ["run", "format_table", "flat_shapes", "gpt_shapes", "OPTIMIZERS", "BYTES_PER_PARAM"]
+from analysis.ratios import PairedRatio, paired_ratio
+
+__all__ = ["run", "format_table", "flat_shapes", "gpt_shapes", "OPTIMIZERS", "BYTES_PER_PARAM",
+           "TARGETS", "paired_ratios", "format_targets", "markdown_table"]
 
 COPY_BYTES_PER_ELEMENT = 12  # read src + write dst + read-for-ownership of dst (see the docstring)
 INPLACE_BYTES_PER_ELEMENT = 8  # dst.add_(1): read and write the same lines
@@ -247,6 +250,80 @@ def format_table(result: dict) -> str:
     m = result["meta"]
     lines.append(f"torch {m['torch']}, {m['threads']} threads, {m['cpu']}, {m['date']}, "
                  f"{m['reps']} rounds after {m['warmup']} warm-up, {m['runtime_s']:.0f} s")
+    return "\n".join(lines)
+
+
+# The speed goals, as (row, baseline, largest allowed ratio of step times).
+TARGETS = (
+    ("adams_fused", "adamw_fused", 0.75),  # 20 vs 28 bytes per parameter: about 5/7, with slack
+    ("adams_fused", "sgd_foreach", 1.1),  # the same 20 bytes per parameter as SGD with momentum
+    ("adams_foreach", "adamw_foreach", 1.0),  # the foreach path beats torch's foreach AdamW
+)
+
+
+def paired_ratios(result: dict, *, seed: int = 0) -> dict[str, dict[str, PairedRatio]]:
+    """For each parameter set, the paired per-round ratio (with its bootstrap CI) of every target.
+
+    Keys are ``"row/baseline"``; see :func:`analysis.ratios.paired_ratio`.
+    """
+    out = {}
+    for set_name, timing in result["sets"].items():
+        opt = timing["optimizers"]
+        out[set_name] = {f"{row}/{base}": paired_ratio(opt[row]["times_ms"], opt[base]["times_ms"], seed=seed)
+                         for row, base, _ in TARGETS}
+    return out
+
+
+def target_met(ratio: PairedRatio, limit: float) -> bool:
+    """A target is met when the median paired ratio is at most the limit."""
+    return ratio.median <= limit
+
+
+def format_targets(result: dict) -> str:
+    """One line per parameter set and target: the paired ratio, its CI, and whether it is met."""
+    lines = []
+    for set_name, ratios in paired_ratios(result).items():
+        for (row, base, limit), ratio in zip(TARGETS, ratios.values()):
+            verdict = "met" if target_met(ratio, limit) else "NOT MET"
+            lines.append(f"{set_name:10s} {row} / {base}: {ratio}  target <= {limit:g}: {verdict}")
+    return "\n".join(lines)
+
+
+ROW_LABELS = {
+    "adams_fused": "AdamS, fused (our kernel)", "adams_kernel": "AdamS kernel alone, no optimizer bookkeeping",
+    "adams_foreach": "AdamS, foreach", "adams_forloop": "AdamS, for-loop",
+    "adamw_fused": "`torch.optim.AdamW(fused=True)`", "adamw_foreach": "`torch.optim.AdamW(foreach=True)`",
+    "sgd_foreach": "`torch.optim.SGD(momentum=0.9, foreach=True)`",
+}
+
+
+def markdown_table(result: dict) -> str:
+    """The step-time result as Markdown: one table per parameter set, then the targets."""
+    meta = result["meta"]
+    lines = [f"Measured on {meta['cpu']}, {meta['threads']} threads, torch {meta['torch']}: median of "
+             f"{meta['reps']} rounds after {meta['warmup']} warm-up, all optimizers interleaved"
+             + (" (a quick run: a smoke test, not a measurement)." if meta["quick"] else ".")]
+    for set_name, timing in result["sets"].items():
+        opt = timing["optimizers"]
+        lines += ["", f"**{set_name}**: {timing['num_params'] / 1e6:.2f}M float32 parameters in "
+                      f"{timing['num_tensors']} tensors; a plain copy runs at "
+                      f"{timing['copy']['bandwidth_gbs']:.0f} GB/s.", "",
+                  "| optimizer step | median ms (IQR) | / AdamW fused | / SGD foreach | fraction of traffic floor |",
+                  "|---|---|---|---|---|"]
+        for name in ("adams_fused", "adams_kernel", "adamw_fused", "sgd_foreach", "adams_foreach",
+                     "adamw_foreach", "adams_forloop"):
+            if name not in opt:
+                continue
+            s = opt[name]
+            lines.append(f"| {ROW_LABELS.get(name, name)} | {s['median_ms']:.2f} ({s['q1_ms']:.2f}-{s['q3_ms']:.2f}) "
+                         f"| {s['ratio_to_adamw_fused']:.2f} | {s['ratio_to_sgd_foreach']:.2f} "
+                         f"| {s['fraction_of_floor']:.2f} |")
+    lines += ["", "Targets (median of paired per-round ratios, bootstrap 95% CI):", ""]
+    for set_name, ratios in paired_ratios(result).items():
+        for (row, base, limit), ratio in zip(TARGETS, ratios.values()):
+            verdict = "met" if target_met(ratio, limit) else "**not met**"
+            lines.append(f"- {set_name}: {row} / {base} = {ratio.median:.3f} "
+                         f"(CI {ratio.ci_low:.3f}-{ratio.ci_high:.3f}); target <= {limit:g}: {verdict}")
     return "\n".join(lines)
 
 

@@ -250,3 +250,31 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
     target.chmod(0o640)
     results.atomic_write_text(target, "again\n")
     assert target.stat().st_mode & 0o777 == 0o640  # an existing file keeps its mode
+
+
+def test_readme_step_time_table_matches_the_committed_results():
+    """The README's step-time block is what the committed figures/optimizer_cost.json renders to:
+    a rerun of `make figures` that changed the numbers must have updated the README too."""
+    from analysis.figures import DEFAULT_OUT, README
+
+    table = repro.readme_table(DEFAULT_OUT)
+    assert table is not None, "figures/optimizer_cost.json is missing: run make figures"
+    text = README.read_text()
+    begin = text.index(repro.README_BEGIN) + len(repro.README_BEGIN)
+    assert text[begin:text.index(repro.README_END)].strip() == table.strip()
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path, monkeypatch):
+    from analysis import steptime
+
+    monkeypatch.setattr(steptime, "markdown_table", lambda result: f"TABLE {result['x']}")
+    (tmp_path / "optimizer_cost.json").write_text(json.dumps({"numbers": {"steptime": {"x": 1}}}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{repro.README_BEGIN}\nold\n{repro.README_END}\nrest\n")
+    assert repro.update_readme(tmp_path, readme)
+    assert readme.read_text() == f"intro\n{repro.README_BEGIN}\nTABLE 1\n{repro.README_END}\nrest\n"
+    assert not repro.update_readme(tmp_path, readme)  # unchanged the second time
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="markers are missing"):
+        repro.update_readme(tmp_path, readme)
+    assert readme.read_text() == "no markers\n"

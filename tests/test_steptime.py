@@ -50,3 +50,30 @@ def test_gpt_shapes():
     assert sum(math.prod(s) for _, s in shapes) == 30_062_592
     assert len(shapes) == 2 + 12 * 6 + 2
     assert steptime.flat_shapes() == [(250_000,)] * 40
+
+
+def test_targets_are_paired_ratios_with_a_verdict(result):
+    ratios = steptime.paired_ratios(result)
+    assert set(ratios) == set(SETS)
+    for set_name, per_set in ratios.items():
+        assert list(per_set) == [f"{row}/{base}" for row, base, _ in steptime.TARGETS]
+        for r in per_set.values():
+            assert r.ci_low <= r.median <= r.ci_high and r.rounds == 3
+    text = steptime.format_targets(result)
+    assert text.count("target <=") == len(SETS) * len(steptime.TARGETS)
+
+
+def test_target_met_is_a_median_below_the_limit():
+    from analysis.ratios import PairedRatio
+
+    def ratio(median):
+        return PairedRatio(median, median, median, median - 0.1, median + 0.1, 10)
+
+    assert steptime.target_met(ratio(0.75), 0.75) and not steptime.target_met(ratio(0.7501), 0.75)
+
+
+def test_markdown_table_has_a_row_per_optimizer_and_every_target(result):
+    table = steptime.markdown_table(result)
+    assert table.count("| AdamS, fused (our kernel) |") == len(SETS)
+    assert "quick run" in table
+    assert table.count("target <=") == len(SETS) * len(steptime.TARGETS)
