@@ -245,7 +245,8 @@ def to_json(value: Any, path: str = "numbers") -> Any:
     raise TypeError(f"{path}: cannot store {type(value).__name__} in JSON")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what :mod:`platform` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("model name"):
@@ -269,7 +270,7 @@ def hardware() -> dict:
     except ImportError:
         torch_version, threads = "not installed", 0
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": cores,
         "torch": torch_version,
         "torch_threads": threads,

@@ -37,6 +37,7 @@ from typing import Callable
 import torch
 
 from analysis.ratios import PairedRatio, paired_ratio
+from analysis.results import cpu_model
 
 __all__ = ["run", "format_table", "flat_shapes", "gpt_shapes", "OPTIMIZERS", "BYTES_PER_PARAM",
            "TARGETS", "paired_ratios", "format_targets", "markdown_table"]
@@ -180,19 +181,6 @@ def time_set(shapes: list[tuple[int, ...]], *, reps: int, warmup: int, seed: int
     return out
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
 def run(quick: bool = False, seed: int = 0, sets: dict[str, list[tuple[int, ...]]] | None = None,
         reps: int | None = None, warmup: int | None = None) -> dict:
     """Time every optimizer on every parameter set; returns a JSON-ready dict.
@@ -216,7 +204,7 @@ def run(quick: bool = False, seed: int = 0, sets: dict[str, list[tuple[int, ...]
     return {
         "meta": {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": _cpu_model(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
             "quick": quick, "seed": seed, "reps": reps, "warmup": warmup,
             "hyper": {k: list(v) if isinstance(v, tuple) else v for k, v in HYPER.items()},
             "fused_kernel": how if available else f"unavailable: {how}",
