@@ -34,6 +34,8 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
+from adams import _fused
+
 __all__ = ["adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor"]
 
 Impl = Literal["forloop", "foreach", "fused"]
@@ -172,16 +174,19 @@ def _as_real(t: Tensor) -> Tensor:
 
 
 def _step_counts(state_steps: Sequence[Tensor]) -> list[int]:
-    """Increment the step counters (``t <- t + 1``) and return the new counts as ints."""
+    """Increment the step counters (``t <- t + 1``) and return the new counts as ints.
+
+    The counters are checked before they are changed: a bad one raises and changes none.
+    """
     if not state_steps:
         return []
     if not all(isinstance(t, Tensor) and t.numel() == 1 for t in state_steps):
         raise ValueError("state_steps must be one-element tensors (torch.optim's state['step'])")
+    before = torch.stack([t.detach().reshape(()).to("cpu", torch.float64) for t in state_steps]).tolist()
+    if not all(math.isfinite(c) and c >= 0 and c == int(c) for c in before):
+        raise ValueError(f"step counters must hold whole numbers >= 0, got {before}")
     torch._foreach_add_(list(state_steps), 1.0)
-    counts = torch.stack([t.reshape(()).to("cpu", torch.float64) for t in state_steps]).tolist()
-    if any(c != int(c) or c < 1 for c in counts):
-        raise ValueError(f"step counters must hold whole numbers >= 0, got {[c - 1 for c in counts]}")
-    return [int(c) for c in counts]
+    return [int(c) + 1 for c in before]
 
 
 def adams(
@@ -224,9 +229,7 @@ def adams(
         params, grads, exp_avgs = ([_as_real(t) for t in ts] for ts in (params, grads, exp_avgs))
 
     if impl == "fused":
-        from adams import _fused
-
-        kernel = _fused._default_kernel()
+        kernel = _fused.default_kernel()
         if len(set(map(_dtype, params))) <= 1:  # the usual case: one kernel call
             groups = [(params, grads, exp_avgs, state_steps)]
         else:  # one call per dtype

@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Literal
 import torch
 from torch import Tensor
 
+from adams import _fused
 from adams import functional as F
 
 __all__ = ["AdamS"]
@@ -123,9 +124,7 @@ class AdamS(torch.optim.Optimizer):
         if nonfinite not in (None, "raise", "skip"):
             raise ValueError(f"nonfinite must be None, 'raise' or 'skip', got {nonfinite!r}")
         if fused:
-            from adams._fused import fused_available
-
-            ok, reason = fused_available()
+            ok, reason = _fused.fused_available()
             if not ok:
                 raise RuntimeError(f"fused=True but the fused AdamS kernel is unavailable: {reason}")
         defaults = dict(
@@ -210,12 +209,10 @@ class AdamS(torch.optim.Optimizer):
             )
             impl = self._impl(group)
             if impl == "fused":
-                from adams._fused import Rejected
-
                 try:  # increments every state["step"], then updates params and exp_avgs
                     F.adams(params, grads, exp_avgs, state_steps, **hyper, impl="fused")
                     continue
-                except Rejected as rejected:  # raised before anything was written
+                except _fused.Rejected as rejected:  # raised before anything was written
                     if group["fused"]:  # asked for explicitly: fall back, but say why
                         warnings.warn(f"AdamS: fused path unavailable ({rejected}); using foreach",
                                       stacklevel=3)
@@ -234,8 +231,6 @@ class AdamS(torch.optim.Optimizer):
             return "forloop"
         if foreach or fused is False:
             return "foreach"
-        from adams import _fused
-
         if _fused.kernel_or_none() is not None:
             return "fused"
         if fused:

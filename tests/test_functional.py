@@ -113,3 +113,13 @@ def test_a_rejected_fused_call_writes_nothing_in_any_dtype_group():
     assert torch.equal(a, torch.ones(4)) and torch.equal(ma, torch.zeros(4))
     assert torch.equal(b, torch.ones(3, 2, dtype=torch.float64))
     assert [c.item() for c in counters] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0.5, float("nan"), float("inf")])
+def test_a_bad_step_counter_changes_no_counter(bad):
+    counters = [torch.tensor(3.0), torch.tensor(bad)]
+    with pytest.raises(ValueError, match="whole numbers"):
+        F.adams([torch.ones(2), torch.ones(2)], [torch.ones(2)] * 2, [torch.zeros(2), torch.zeros(2)],
+                counters, **HYPER, impl="foreach")
+    assert counters[0].item() == 3.0
+    torch.testing.assert_close(counters[1], torch.tensor(bad), rtol=0, atol=0, equal_nan=True)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from adams import _fused
+from adams import _build, _fused
 
 AVAILABLE, REASON = _fused.fused_available()
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f"fused kernel unavailable: {REASON}")
@@ -231,14 +231,14 @@ def pool_kernel(tmp_path_factory):
     """A build without OpenMP (the kernel's own pthread pool) and without optimisation (scalar
     code instead of 8-wide vectors): every operation is still one IEEE operation, so it must give
     the same bits as the default build."""
-    kernel = _fused.load(tmp_path_factory.mktemp("pool"), extra_flags=("-fno-openmp", "-O0"))
+    kernel = _build.load(tmp_path_factory.mktemp("pool"), extra_flags=("-fno-openmp", "-O0"))
     assert kernel.threading == "pthreads"
     return kernel
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 def test_thread_splits_builds_and_reruns_are_bit_identical(dtype, pool_kernel):
-    default = _fused._default_kernel()
+    default = _fused.default_kernel()
     single = run_steps(dtype, 3, default, threads=1)
     for kernel in (default, pool_kernel):
         for threads, chunk in ((2, 64), (3, 1000), (7, 4096), (2, None)):
@@ -247,7 +247,7 @@ def test_thread_splits_builds_and_reruns_are_bit_identical(dtype, pool_kernel):
 
 
 def test_calls_from_several_python_threads_at_once(pool_kernel):
-    for kernel in (_fused._default_kernel(), pool_kernel):
+    for kernel in (_fused.default_kernel(), pool_kernel):
         want = [run_steps(torch.float32, 3, kernel, threads=1, seed=i) for i in range(3)]
         got = [None] * 3
 
@@ -352,13 +352,13 @@ def _narrow_cases(dtype):
 @pytest.fixture(scope="module")
 def portable_kernel(tmp_path_factory):
     # -O1: quicker to build; the conversions are the same IEEE operations at any optimisation level
-    return _fused.load(tmp_path_factory.mktemp("portable"), extra_flags=("-DADAMS_PORTABLE_F16", "-O1"))
+    return _build.load(tmp_path_factory.mktemp("portable"), extra_flags=("-DADAMS_PORTABLE_F16", "-O1"))
 
 
 @pytest.mark.parametrize("build", ["default", "portable"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_conversions_match_torch(build, dtype, request):
-    kernel = _fused._default_kernel() if build == "default" else request.getfixturevalue("portable_kernel")
+    kernel = _fused.default_kernel() if build == "default" else request.getfixturevalue("portable_kernel")
     if build == "portable":
         assert kernel.lib.adams_f16_path() == b"portable"
     every = torch.arange(-(2**15), 2**15, dtype=torch.int64).to(torch.int16).view(dtype)
@@ -374,7 +374,7 @@ def test_conversions_match_torch(build, dtype, request):
 
 def test_portable_float16_step_equals_default(portable_kernel):
     results = []
-    for kernel in (_fused._default_kernel(), portable_kernel):
+    for kernel in (_fused.default_kernel(), portable_kernel):
         ws, ms = make_state(torch.float16, seed=7)
         for t in range(1, 4):
             gs = gradients(t, torch.float16)
@@ -395,14 +395,14 @@ def _damage(path, data):
 
 
 def test_cache_is_reused_and_a_damaged_file_rebuilt(tmp_path):
-    first = _fused.load(tmp_path, extra_flags=FAST)
+    first = _build.load(tmp_path, extra_flags=FAST)
     assert first.compiled and first.path.exists()
-    second = _fused.load(tmp_path, extra_flags=FAST)
+    second = _build.load(tmp_path, extra_flags=FAST)
     assert not second.compiled and second.path == first.path
 
     _damage(first.path, first.path.read_bytes()[:1000])  # truncated: the digest no longer matches
-    rebuilt = _fused.load(tmp_path, extra_flags=FAST)
-    assert rebuilt.compiled and rebuilt.lib.adams_abi_version() == _fused.ABI_VERSION
+    rebuilt = _build.load(tmp_path, extra_flags=FAST)
+    assert rebuilt.compiled and rebuilt.lib.adams_abi_version() == _build.ABI_VERSION
 
     # a file recorded with a matching digest that does not load is rebuilt too (a new name: this
     # process would otherwise get back the library it already has open under the old one)
@@ -410,8 +410,8 @@ def test_cache_is_reused_and_a_damaged_file_rebuilt(tmp_path):
     (index,) = tmp_path.glob("*.txt")
     index.with_name("garbage.so").write_bytes(garbage)
     index.write_text(f"garbage.so {hashlib.sha256(garbage).hexdigest()}")
-    again = _fused.load(tmp_path, extra_flags=FAST)
-    assert again.compiled and not _fused.load(tmp_path, extra_flags=FAST).compiled
+    again = _build.load(tmp_path, extra_flags=FAST)
+    assert again.compiled and not _build.load(tmp_path, extra_flags=FAST).compiled
     w, g, m = torch.ones(5), torch.ones(5), torch.zeros(5)
     _fused.step_(again, [w], [g], [m], step=1, threads=1, **HYPER["default"])
     assert torch.isfinite(w).all() and not torch.equal(w, torch.ones(5))
@@ -422,7 +422,7 @@ def test_concurrent_builds_never_see_a_partial_file(tmp_path):
 
     def build():
         try:
-            results.append(_fused.load(tmp_path, extra_flags=FAST))
+            results.append(_build.load(tmp_path, extra_flags=FAST))
         except Exception as exc:  # noqa: BLE001 - collected and reported below
             errors.append(exc)
 
@@ -432,20 +432,20 @@ def test_concurrent_builds_never_see_a_partial_file(tmp_path):
     for t in threads:
         t.join()
     assert not errors and len(results) == 3
-    assert all(r.lib.adams_abi_version() == _fused.ABI_VERSION for r in results)
+    assert all(r.lib.adams_abi_version() == _build.ABI_VERSION for r in results)
     assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_unavailable_kernel_is_reported_not_raised(tmp_path, monkeypatch):
-    with pytest.raises(_fused.BuildError, match="failed"):
-        _fused.load(tmp_path, extra_flags=("-fno-such-flag-for-adams",))
-    monkeypatch.setattr(_fused, "find_compiler", lambda: None)
-    with pytest.raises(_fused.BuildError, match="no C compiler"):
-        _fused.load(tmp_path)
-    monkeypatch.setattr(_fused, "_state", {})
+    with pytest.raises(_build.BuildError, match="failed"):
+        _build.load(tmp_path, extra_flags=("-fno-such-flag-for-adams",))
+    monkeypatch.setattr(_build, "find_compiler", lambda: None)
+    with pytest.raises(_build.BuildError, match="no C compiler"):
+        _build.load(tmp_path)
+    monkeypatch.setattr(_build, "_state", {})
     ok, reason = _fused.fused_available()
     assert not ok and "no C compiler" in reason
-    with pytest.raises(_fused.BuildError):
+    with pytest.raises(_build.BuildError):
         _fused.fused_adams_([torch.ones(1)], [torch.ones(1)], [torch.ones(1)], step=1, **HYPER["default"])
 
 
