@@ -146,13 +146,11 @@ class AdamS(torch.optim.Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("nonfinite", None)
         self.__dict__.setdefault("skipped_steps", 0)
-        for group in self.param_groups:
-            for key in ("bias_correction",):
-                group.setdefault(key, True)
-            for key in ("maximize",):
-                group.setdefault(key, False)
-            for key in ("foreach", "fused"):
-                group.setdefault(key, None)
+        for group in self.param_groups:  # groups saved before an option existed get its default
+            group.setdefault("bias_correction", True)
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+            group.setdefault("fused", None)
         # step counters are float32 CPU tensors, as torch.optim keeps them (an older or hand-made
         # state may hold a Python number or another dtype)
         for param_state in self.state.values():

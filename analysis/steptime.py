@@ -110,6 +110,35 @@ class KernelOnly:
                      weight_decay=HYPER["weight_decay"], bias_correction=True, maximize=False)
 
 
+def _functional_step(ws, gs, ms, step):
+    """The functional core on every tensor, results written back in place (compiled below)."""
+    from adams.functional import adams_update
+
+    beta1, beta2 = HYPER["betas"]
+    for w, g, m in zip(ws, gs, ms):
+        w_new, m_new = adams_update(w, g, m, step=step, lr=HYPER["lr"], beta1=beta1, beta2=beta2,
+                                    eps=HYPER["eps"], weight_decay=HYPER["weight_decay"])
+        w.copy_(w_new)
+        m.copy_(m_new)
+
+
+class CompiledFunctional:
+    """``torch.compile`` of the functional core (:func:`adams.functional.adams_update` on every
+    tensor): the alternative to our own kernel that the issue asked us to measure. It compiles
+    during the first two steps (the step count becomes dynamic on the second), so give it at
+    least 3 warm-up rounds; opt-in (``run(compiled=True)``, ``optimizer_step.py --compile``)."""
+
+    def __init__(self, params):
+        self.owners = list(params)
+        self.exp_avgs = [torch.zeros_like(p) for p in self.owners]
+        self.t = 0
+        self.fn = torch.compile(_functional_step)
+
+    def step(self):
+        self.t += 1
+        self.fn([p.detach() for p in self.owners], [p.grad for p in self.owners], self.exp_avgs, self.t)
+
+
 OPTIMIZERS: dict[str, tuple[str, Callable]] = {  # name -> (traffic family, constructor)
     "adams_forloop": ("adams", _adams(foreach=False, fused=False)),
     "adams_foreach": ("adams", _adams(foreach=True)),
@@ -128,8 +157,14 @@ def _summary(seconds: list[float]) -> dict:
             "times_ms": [1e3 * s for s in seconds]}
 
 
-def time_set(shapes: list[tuple[int, ...]], *, reps: int, warmup: int, seed: int) -> dict:
-    """Time every optimizer of :data:`OPTIMIZERS` and the copies on one parameter set."""
+def time_set(shapes: list[tuple[int, ...]], *, reps: int, warmup: int, seed: int,
+             compiled: bool = False) -> dict:
+    """Time every optimizer of :data:`OPTIMIZERS` (and ``adams_compiled`` if asked) and the copies
+    on one parameter set."""
+    optimizers = dict(OPTIMIZERS)
+    if compiled:
+        optimizers["adams_compiled"] = ("adams", CompiledFunctional)
+        warmup = max(warmup, 3)
     gen = torch.Generator().manual_seed(seed)
     params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
     for p in params:  # the same fixed gradient for every optimizer and every step
@@ -137,7 +172,7 @@ def time_set(shapes: list[tuple[int, ...]], *, reps: int, warmup: int, seed: int
     n = sum(p.numel() for p in params)
     src, dst = torch.randn(n, generator=gen), torch.zeros(n)
 
-    steps = {name: make(params).step for name, (_, make) in OPTIMIZERS.items()}
+    steps = {name: make(params).step for name, (_, make) in optimizers.items()}
     steps["copy"] = lambda: dst.copy_(src)
     steps["inplace_add"] = lambda: dst.add_(1.0)
     names = list(steps)
@@ -164,7 +199,7 @@ def time_set(shapes: list[tuple[int, ...]], *, reps: int, warmup: int, seed: int
                                   "bandwidth_gbs": INPLACE_BYTES_PER_ELEMENT * n / (inplace["median_ms"] * 1e-3) / 1e9},
         "optimizers": {},
     }
-    for name, (family, _) in OPTIMIZERS.items():
+    for name, (family, _) in optimizers.items():
         s = _summary(seconds[name])
         nbytes = BYTES_PER_PARAM[family] * 4 * n
         floor_ms = nbytes / (bandwidth * 1e9) * 1e3
@@ -182,9 +217,10 @@ def time_set(shapes: list[tuple[int, ...]], *, reps: int, warmup: int, seed: int
 
 
 def run(quick: bool = False, seed: int = 0, sets: dict[str, list[tuple[int, ...]]] | None = None,
-        reps: int | None = None, warmup: int | None = None) -> dict:
+        reps: int | None = None, warmup: int | None = None, compiled: bool = False) -> dict:
     """Time every optimizer on every parameter set; returns a JSON-ready dict.
 
+    ``compiled=True`` adds the row ``adams_compiled`` (:class:`CompiledFunctional`).
     ``sets`` maps a name to a list of fp32 parameter shapes (default: :func:`default_sets`, 10M
     flat and the 30M GPT). ``quick`` takes fewer rounds (3 after 1 warm-up, instead of 30 after 5):
     the for-loop path alone needs about 2 s per step on the GPT set on the development VM.
@@ -199,7 +235,8 @@ def run(quick: bool = False, seed: int = 0, sets: dict[str, list[tuple[int, ...]
     reps = reps if reps is not None else (3 if quick else 30)
     warmup = warmup if warmup is not None else (1 if quick else 5)
     t0 = time.perf_counter()
-    results = {name: time_set(shapes, reps=reps, warmup=warmup, seed=seed) for name, shapes in sets.items()}
+    results = {name: time_set(shapes, reps=reps, warmup=warmup, seed=seed, compiled=compiled)
+               for name, shapes in sets.items()}
     available, how = fused_available()
     return {
         "meta": {
@@ -279,6 +316,7 @@ def format_targets(result: dict) -> str:
 
 ROW_LABELS = {
     "adams_fused": "AdamS, fused (our kernel)", "adams_kernel": "AdamS kernel alone, no optimizer bookkeeping",
+    "adams_compiled": "`torch.compile` of the functional core",
     "adams_foreach": "AdamS, foreach", "adams_forloop": "AdamS, for-loop",
     "adamw_fused": "`torch.optim.AdamW(fused=True)`", "adamw_foreach": "`torch.optim.AdamW(foreach=True)`",
     "sgd_foreach": "`torch.optim.SGD(momentum=0.9, foreach=True)`",

@@ -108,3 +108,9 @@ def test_failing_notebook_makes_the_driver_fail_after_the_others(tmp_path, capsy
     assert re.search(r"b_good\s+[\d.]+\s+ok\s+good.json", captured.out)
     assert (out / "good.json").is_file()  # the good notebook still ran after the bad one
     assert "good-claim" in (out / "paper_repro.md").read_text()
+
+
+def test_every_notebook_is_in_the_index():
+    index = (NOTEBOOK_DIR / "README.md").read_text()
+    missing = [name for name in NOTEBOOKS if f"[`{name}.py`]({name}.py)" not in index]
+    assert not missing, f"notebooks/README.md does not list {missing}"

@@ -77,3 +77,11 @@ def test_markdown_table_has_a_row_per_optimizer_and_every_target(result):
     assert table.count("| AdamS, fused (our kernel) |") == len(SETS)
     assert "quick run" in table
     assert table.count("target <=") == len(SETS) * len(steptime.TARGETS)
+
+
+def test_the_compiled_functional_core_row_is_opt_in():
+    """torch.compile of adams.functional.adams_update: the alternative the kernel was chosen over."""
+    result = steptime.run(quick=True, sets={"tiny": [(300,), (7, 3)]}, reps=2, warmup=1, compiled=True)
+    rows = result["sets"]["tiny"]["optimizers"]
+    assert "adams_compiled" in rows and rows["adams_compiled"]["median_ms"] > 0
+    assert "adams_compiled" not in steptime.OPTIMIZERS
