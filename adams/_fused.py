@@ -171,9 +171,10 @@ def _step_pointers(state_steps: Sequence[Tensor], count: int) -> list[int]:
     """Addresses of the float32 step counters, one distinct 1-element CPU tensor per array."""
     if len(state_steps) != count:
         raise Rejected(f"state_steps has {len(state_steps)} counters for {count} tensors")
-    try:  # a one-element tensor is contiguous whatever its strides
-        ok = (set(map(type, state_steps)) <= _PLAIN and set(map(_dtype, state_steps)) <= {torch.float32}
-              and all(map(_is_cpu, state_steps)) and set(map(Tensor.numel, state_steps)) <= {1})
+    try:  # a one-element tensor is contiguous whatever its strides; a subclass fails data_ptr below
+        ok = (set(map(_dtype, state_steps)) <= {torch.float32} and all(map(_is_cpu, state_steps))
+              and set(map(Tensor.numel, state_steps)) <= {1})
+        addresses = list(map(Tensor.data_ptr, state_steps)) if ok else []
     except (AttributeError, RuntimeError, TypeError):
         ok = False
     if not ok:
@@ -182,7 +183,7 @@ def _step_pointers(state_steps: Sequence[Tensor], count: int) -> list[int]:
                     and t.layout == torch.strided):
                 what = type(t).__name__ if not isinstance(t, Tensor) else f"{t.dtype} {tuple(t.shape)} on {t.device}"
                 raise Rejected(f"state_steps {i} must be a float32 CPU tensor of one element, got {what}")
-    addresses = list(map(Tensor.data_ptr, state_steps))
+        raise Rejected("state_steps must be plain tensors with storage")
     if len(set(addresses)) != len(addresses):
         raise Rejected("state_steps must be distinct tensors: a shared counter would be incremented twice")
     return addresses

@@ -167,6 +167,7 @@ def _foreach_batch_(w, g, m, *, c, lr, beta1, beta2, eps, weight_decay, maximize
 
 
 _dtype = attrgetter("dtype")
+_COMPLEX = frozenset((torch.complex32, torch.complex64, torch.complex128))
 
 
 def _as_real(t: Tensor) -> Tensor:
@@ -225,12 +226,14 @@ def adams(
         lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
         bias_correction=bias_correction, maximize=maximize,
     )
-    if any(map(Tensor.is_complex, params)):
+    dtypes = set(map(_dtype, params))
+    if not dtypes.isdisjoint(_COMPLEX):
         params, grads, exp_avgs = ([_as_real(t) for t in ts] for ts in (params, grads, exp_avgs))
+        dtypes = set(map(_dtype, params))
 
     if impl == "fused":
         kernel = _fused.default_kernel()
-        if len(set(map(_dtype, params))) <= 1:  # the usual case: one kernel call
+        if len(dtypes) <= 1:  # the usual case: one kernel call
             groups = [(params, grads, exp_avgs, state_steps)]
         else:  # one call per dtype
             by_dtype: dict[torch.dtype, list[int]] = defaultdict(list)
