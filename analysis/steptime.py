@@ -32,6 +32,7 @@ import datetime
 import math
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -40,7 +41,7 @@ from analysis.ratios import PairedRatio, paired_ratio
 from analysis.results import cpu_model
 
 __all__ = ["run", "format_table", "flat_shapes", "gpt_shapes", "OPTIMIZERS", "BYTES_PER_PARAM",
-           "TARGETS", "paired_ratios", "format_targets", "markdown_table"]
+           "TARGETS", "TargetCheck", "check_targets", "paired_ratios", "format_targets", "markdown_table"]
 
 COPY_BYTES_PER_ELEMENT = 12  # read src + write dst + read-for-ownership of dst (see the docstring)
 INPLACE_BYTES_PER_ELEMENT = 8  # dst.add_(1): read and write the same lines
@@ -304,14 +305,31 @@ def target_met(ratio: PairedRatio, limit: float) -> bool:
     return ratio.median <= limit
 
 
+@dataclass(frozen=True)
+class TargetCheck:
+    """One target on one parameter set."""
+
+    set_name: str
+    key: str  # "row/baseline", as in TARGETS
+    limit: float
+    ratio: PairedRatio
+
+    @property
+    def met(self) -> bool:
+        return target_met(self.ratio, self.limit)
+
+
+def check_targets(result: dict) -> list[TargetCheck]:
+    """Every target of :data:`TARGETS` on every parameter set of ``result``."""
+    limits = {f"{row}/{base}": limit for row, base, limit in TARGETS}
+    return [TargetCheck(set_name, key, limits[key], ratio)
+            for set_name, ratios in paired_ratios(result).items() for key, ratio in ratios.items()]
+
+
 def format_targets(result: dict) -> str:
     """One line per parameter set and target: the paired ratio, its CI, and whether it is met."""
-    lines = []
-    for set_name, ratios in paired_ratios(result).items():
-        for (row, base, limit), ratio in zip(TARGETS, ratios.values()):
-            verdict = "met" if target_met(ratio, limit) else "NOT MET"
-            lines.append(f"{set_name:10s} {row} / {base}: {ratio}  target <= {limit:g}: {verdict}")
-    return "\n".join(lines)
+    return "\n".join(f"{c.set_name:10s} {c.key.replace('/', ' / ')}: {c.ratio}  target <= {c.limit:g}: "
+                     f"{'met' if c.met else 'NOT MET'}" for c in check_targets(result))
 
 
 ROW_LABELS = {
@@ -345,11 +363,9 @@ def markdown_table(result: dict) -> str:
                          f"| {s['ratio_to_adamw_fused']:.2f} | {s['ratio_to_sgd_foreach']:.2f} "
                          f"| {s['fraction_of_floor']:.2f} |")
     lines += ["", "Targets (median of paired per-round ratios, bootstrap 95% CI):", ""]
-    for set_name, ratios in paired_ratios(result).items():
-        for (row, base, limit), ratio in zip(TARGETS, ratios.values()):
-            verdict = "met" if target_met(ratio, limit) else "**not met**"
-            lines.append(f"- {set_name}: {row} / {base} = {ratio.median:.3f} "
-                         f"(CI {ratio.ci_low:.3f}-{ratio.ci_high:.3f}); target <= {limit:g}: {verdict}")
+    lines += [f"- {c.set_name}: {c.key.replace('/', ' / ')} = {c.ratio.median:.3f} "
+              f"(CI {c.ratio.ci_low:.3f}-{c.ratio.ci_high:.3f}); target <= {c.limit:g}: "
+              f"{'met' if c.met else '**not met**'}" for c in check_targets(result)]
     return "\n".join(lines)
 
 

@@ -119,12 +119,11 @@ save_figure(fig, NAME)
 # ## Claims
 
 # %%
-def _limit(key: str) -> float:
-    return next(limit for row, base, limit in steptime.TARGETS if f"{row}/{base}" == key)
+checks = steptime.check_targets(result)
 
 
 def _target_met(key: str) -> bool:
-    return all(steptime.target_met(ratios[s][key], _limit(key)) for s in ratios)
+    return all(c.met for c in checks if c.key == key)
 
 
 def _measured(key: str) -> str:

@@ -22,8 +22,6 @@ import torch
 
 from adams import _build, _fused
 
-AVAILABLE, REASON = _fused.fused_available()
-pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f"fused kernel unavailable: {REASON}")
 
 SHAPES = [(), (1,), (0,), (7,), (33, 17), (1023,), (300_000,)]
 STEPS = 60

@@ -5,10 +5,8 @@ import math
 
 import pytest
 
-from adams._fused import fused_available
 from analysis import steptime
 
-pytestmark = pytest.mark.skipif(not fused_available()[0], reason="the fused kernel is unavailable")
 
 SETS = {"tiny": [(400, 250), (300,), (7, 3, 5)], "flat": steptime.flat_shapes(100_000, 4)}
 
@@ -61,6 +59,11 @@ def test_targets_are_paired_ratios_with_a_verdict(result):
             assert r.ci_low <= r.median <= r.ci_high and r.rounds == 3
     text = steptime.format_targets(result)
     assert text.count("target <=") == len(SETS) * len(steptime.TARGETS)
+    checks = steptime.check_targets(result)
+    assert [(c.set_name, c.key) for c in checks] == [(s, k) for s in ratios for k in ratios[s]]
+    for c in checks:
+        assert c.ratio == ratios[c.set_name][c.key] and c.met == (c.ratio.median <= c.limit)
+        assert text.count(f"{c.set_name:10s} {c.key.replace('/', ' / ')}: {c.ratio}") == 1
 
 
 def test_target_met_is_a_median_below_the_limit():
