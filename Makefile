@@ -24,6 +24,7 @@ figures: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/optimizer_step.py
+	$(PY) benchmarks/stationary.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -41,6 +41,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "command_for",
+    "format_pm",
     "hardware",
     "output_dir",
     "quick_mode",
@@ -243,6 +244,20 @@ def to_json(value: Any, path: str = "numbers") -> Any:
     if hasattr(value, "item"):
         return to_json(value.item(), path)
     raise TypeError(f"{path}: cannot store {type(value).__name__} in JSON")
+
+
+def format_pm(value: float, se: float, digits: int = 2) -> str:
+    """``value +- se`` with the standard error to ``digits`` significant digits and the value to match.
+
+    >>> format_pm(0.99991234, 0.0000412), format_pm(3.2, 0.0213), format_pm(12.0, 0.0)
+    ('0.999912 +- 0.000041', '3.200 +- 0.021', '12 +- 0')
+    """
+    if not (math.isfinite(value) and math.isfinite(se)) or se < 0:
+        raise ValueError(f"cannot format {value} +- {se}")
+    if se == 0:
+        return f"{value:g} +- 0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(se)))
+    return f"{value:.{decimals}f} +- {se:.{decimals}f}"
 
 
 def cpu_model() -> str:

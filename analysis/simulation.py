@@ -173,10 +173,37 @@ def _quantile(sorted_x, p):
     return Estimate(value, (sorted_x[:, hi] - sorted_x[:, lo]) / (2 * Z95))
 
 
+def _ratio_of_means(x, y):
+    """E[x]/E[y]; SE from the influence function (x - Ex)/Ey - Ex (y - Ey)/Ey^2 (delta method)."""
+    mx, my = x.mean(axis=1, keepdims=True), y.mean(axis=1, keepdims=True)
+    influence = (x - mx) / my - mx * (y - my) / my**2
+    return Estimate((mx / my)[:, 0], influence.std(axis=1, ddof=1) / math.sqrt(x.shape[1]))
+
+
+def _ratio_of_variances(x, y):
+    """Var[x]/Var[y]; SE from the influence function of a ratio of two variances (delta method)."""
+    cx, cy = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
+    vx, vy = (cx**2).mean(axis=1, keepdims=True), (cy**2).mean(axis=1, keepdims=True)
+    influence = (cx**2 - vx) / vy - vx * (cy**2 - vy) / vy**2
+    return Estimate((vx / vy)[:, 0], influence.std(axis=1, ddof=1) / math.sqrt(x.shape[1]))
+
+
+def _ratio_of_rms(x, y):
+    """sqrt(E[x^2]/E[y^2]); influence R/2 ((x^2 - E x^2)/E x^2 - (y^2 - E y^2)/E y^2) (delta method)."""
+    a, b = x * x, y * y
+    ma, mb = a.mean(axis=1, keepdims=True), b.mean(axis=1, keepdims=True)
+    ratio = np.sqrt(ma / mb)
+    influence = ratio / 2 * ((a - ma) / ma - (b - mb) / mb)
+    return Estimate(ratio[:, 0], influence.std(axis=1, ddof=1) / math.sqrt(x.shape[1]))
+
+
 def _statistics(m, m_prev, V, S, quantiles) -> dict[str, Estimate]:
     out = {"E_m": _mean(m_prev), "Var_m": _variance(m_prev), "E_V": _mean(V), "Var_V": _variance(V),
-           "E_S": _mean(S), "Var_S": _variance(S)}
-    for name, step in (("adams_step", m / np.sqrt(V)), ("adam_step", m / np.sqrt(S))):
+           "E_S": _mean(S), "Var_S": _variance(S),
+           "E_ratio": _ratio_of_means(V, S), "Var_ratio": _ratio_of_variances(V, S)}
+    steps = {"adams_step": m / np.sqrt(V), "adam_step": m / np.sqrt(S)}
+    out["rms_step_ratio"] = _ratio_of_rms(steps["adams_step"], steps["adam_step"])
+    for name, step in steps.items():
         out[f"{name}_mean"] = _mean(step)
         out[f"{name}_rms"] = _rms(step)
         ordered = np.sort(step, axis=1)
@@ -217,9 +244,11 @@ def simulate(
 
     ``steps=None`` runs each (beta1, beta2) pair for :func:`burn_in` steps; an explicit ``steps`` is
     used as given (for studying the approach to stationarity). Keys of the result: ``E_m``,
-    ``Var_m`` (of m_{t-1}), ``E_V``, ``Var_V``, ``E_S``, ``Var_S``, and for the normalized steps
+    ``Var_m`` (of m_{t-1}), ``E_V``, ``Var_V``, ``E_S``, ``Var_S``, the ratios ``E_ratio`` =
+    E[V]/E[S] and ``Var_ratio`` = Var[V]/Var[S] (SEs by the delta method, which accounts for V and
+    S sharing their noise), and for the normalized steps
     ``adams_step`` = m_t/sqrt(V_t) and ``adam_step`` = m_t/sqrt(S_t): ``_mean``, ``_rms`` and
-    ``_q<p>`` for each quantile level p. ``workers`` threads (default: up to 2) share the blocks;
+    ``_q<p>`` for each quantile level p, and ``rms_step_ratio`` = RMS(adams_step)/RMS(adam_step). ``workers`` threads (default: up to 2) share the blocks;
     ``progress=None`` shows a bar only on a terminal.
     """
     mu, sigma, beta1, beta2 = check_grid(mu, sigma, beta1, beta2)

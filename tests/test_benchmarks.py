@@ -1,0 +1,30 @@
+"""The benchmark scripts run (quick mode) and write the numbers they print."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stationary_benchmark_quick(tmp_path, capsys):
+    out = tmp_path / "stationary.json"
+    assert load("stationary").main(["--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "speed-up over the python loop" in printed
+    for key in ("vectorized", "vectorized_one_snr", "python_loop"):
+        assert result[key]["samples"] > 0 and result[key]["samples_per_s"] > 0
+    assert result["speedup_over_loop"] == pytest.approx(
+        result["vectorized"]["samples_per_s"] / result["python_loop"]["samples_per_s"])
+    assert result["grid"]["betas"] == 8 and result["grid"]["chains"] == 2000
