@@ -124,14 +124,13 @@ line_sim = st.simulate(line_snr[None, :], 1.0, PAPER_BETAS[0], np.array(LINE_BET
 line_exact = st.moments(fine_snr[None, :], 1.0, PAPER_BETAS[0], np.array(LINE_BETA2)[:, None])
 
 
-def beta_axis(ax):
-    """y axis in 1 - beta on a log scale, labelled with beta, 0.5 at the bottom."""
+def beta_axis(ax, ticks=(0.5, 0.9, 0.95, 0.99, 0.999), label=r"$\beta_1 = \beta_2 = \beta$"):
+    """y axis in 1 - beta on a log scale (so 0.99 and 0.999 are apart), labelled with beta."""
     ax.set_yscale("log")
     ax.invert_yaxis()
-    ticks = [0.5, 0.9, 0.95, 0.99, 0.999]
     ax.set_yticks([1 - t for t in ticks], [str(t) for t in ticks])
     ax.minorticks_off()
-    ax.set_ylabel(r"$\beta_1 = \beta_2 = \beta$")
+    ax.set_ylabel(label)
 
 
 def edges(x):
@@ -212,13 +211,8 @@ for b1, color in zip(EQ_BETA1, sns.color_palette("rocket", len(EQ_BETA1))):
 ax.axhline(1 - PAPER_BETAS[1], color="k", ls="--", lw=1, label=r"$\beta_2$ = 0.95")
 ax.plot([snr_at_095], [1 - PAPER_BETAS[1]], "ko")
 ax.set_xscale("log")
-ax.set_yscale("log")
-ax.invert_yaxis()
-ticks = [0.8, 0.9, 0.95, 0.99, 0.999]
-ax.set_yticks([1 - t for t in ticks], [str(t) for t in ticks])
-ax.minorticks_off()
+beta_axis(ax, ticks=(0.8, 0.9, 0.95, 0.99, 0.999), label=r"$\beta_2^\star$ with Var[V] = Var[S]")
 ax.set_xlabel(r"$\mu/\sigma$")
-ax.set_ylabel(r"$\beta_2^\star$ with Var[V] = Var[S]")
 ax.set_title(r"Variance-equalizing $\beta_2$ (dotted: its large-batch limit $\beta_1$)")
 ax.legend(fontsize=8)
 
