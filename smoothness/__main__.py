@@ -1,0 +1,3 @@
+from smoothness.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""Load training checkpoints for the probes, safely, or say exactly what is wrong with them.
+
+Formats:
+
+* ``torch.save(model.state_dict(), path)``;
+* ``torch.save({"model": state_dict, "optimizer": optimizer.state_dict(), "step": 123, ...}, path)``
+  (``optimizer`` and ``step`` optional; other plain entries go to :attr:`Checkpoint.meta`);
+* safetensors files (``.safetensors``): the model's tensors under their names, optionally the
+  momentum of parameter ``name`` under ``"optimizer.exp_avg.<name>"``, and the training step as
+  ``"step"`` in the header metadata.
+
+Torch files are read with ``torch.load(..., weights_only=True)``: pickled code is refused, never run.
+Keys may carry a leading ``module.`` (DistributedDataParallel) or ``_orig_mod.`` (``torch.compile``)
+prefix; it is stripped. Every tensor is checked against ``model.state_dict()``: missing or
+unexpected names, wrong shapes, non-floating values where the model has floats, and NaN or inf
+values each raise :class:`CheckpointError`, whose message starts with the file's path.
+
+Momentum comes from the optimizer state: ``exp_avg`` (Adam, AdamW, AdamS) or ``momentum_buffer``
+(SGD). Optimizer entries are matched to parameter names through the ``param_names`` that PyTorch
+stores when the optimizer was built from ``model.named_parameters()``; without them, the order of
+``model.named_parameters()`` is assumed and checked shape by shape.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+__all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "momentum_by_name"]
+
+PREFIXES = ("module.", "_orig_mod.")
+MOMENTUM_KEYS = ("exp_avg", "momentum_buffer")
+SAFETENSORS_MOMENTUM = "optimizer.exp_avg."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    model_state: dict[str, torch.Tensor]
+    momentum: dict[str, torch.Tensor] | None
+    step: int | None
+    meta: dict = field(default_factory=dict)
+
+
+def _strip(state: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in state.items():
+        for prefix in PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def _few(names) -> str:
+    names = sorted(names)
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+def _check_finite(path: Path, what: str, name: str, t: torch.Tensor) -> None:
+    if t.is_floating_point() or t.is_complex():
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise CheckpointError(f"{path}: {what} {name!r} has {bad} non-finite (NaN or inf) values")
+
+
+def _read_torch(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path}: refused: the file holds pickled objects or code that weights_only loading "
+                              f"does not allow ({str(err).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint (truncated or corrupt?): "
+                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+
+
+def _read_safetensors(path: Path) -> tuple[dict, int | None]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot be read as safetensors (truncated or corrupt?): {err}") from None
+    step = metadata.get("step")
+    try:
+        return tensors, int(step) if step is not None else None
+    except ValueError:
+        raise CheckpointError(f"{path}: metadata 'step' is not an integer: {step!r}") from None
+
+
+def momentum_by_name(optimizer_state: Mapping, model: torch.nn.Module, path=None) -> dict[str, torch.Tensor] | None:
+    """Momentum buffers of an optimizer ``state_dict`` by parameter name (None if it keeps none)."""
+    where = f"{path}: " if path is not None else ""
+    if not isinstance(optimizer_state, Mapping) or "state" not in optimizer_state or "param_groups" not in optimizer_state:
+        raise CheckpointError(f"{where}the 'optimizer' entry is not an optimizer state_dict")
+    params = dict(model.named_parameters())
+    ids, names = [], []
+    for group in optimizer_state["param_groups"]:
+        ids.extend(group["params"])
+        names.extend(_strip(dict.fromkeys(group["param_names"])) if "param_names" in group else [None] * len(group["params"]))
+    if None in names:
+        if len(ids) != len(params):
+            raise CheckpointError(f"{where}the optimizer holds {len(ids)} parameters and the model {len(params)}; "
+                                  f"its order cannot be matched to the model's names (build the optimizer from "
+                                  f"model.named_parameters() so that the names are saved)")
+        names = list(params)
+    out = {}
+    for pid, name in zip(ids, names):
+        entry = optimizer_state["state"].get(pid, {})
+        buffer = next((entry[k] for k in MOMENTUM_KEYS if k in entry and isinstance(entry[k], torch.Tensor)), None)
+        if buffer is None:
+            continue
+        if name not in params or buffer.shape != params[name].shape:
+            shape = tuple(params[name].shape) if name in params else "no such parameter"
+            raise CheckpointError(f"{where}optimizer momentum for {name!r} has shape {tuple(buffer.shape)}, "
+                                  f"model: {shape}; the optimizer's parameter order cannot be matched to the model "
+                                  f"(build the optimizer from model.named_parameters())")
+        _check_finite(Path(str(path)), "momentum", name, buffer)
+        out[name] = buffer
+    return out or None
+
+
+def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module) -> Checkpoint:
+    """Read and validate one checkpoint against ``model`` (which is not modified)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    momentum, step, meta = None, None, {}
+    if path.suffix == ".safetensors":
+        tensors, step = _read_safetensors(path)
+        momentum = {k[len(SAFETENSORS_MOMENTUM):]: v for k, v in tensors.items() if k.startswith(SAFETENSORS_MOMENTUM)}
+        state = {k: v for k, v in tensors.items() if not k.startswith(SAFETENSORS_MOMENTUM)}
+        momentum = _strip(momentum) or None
+    else:
+        content = _read_torch(path)
+        if not isinstance(content, Mapping):
+            raise CheckpointError(f"{path}: expected a state_dict or a dict with a 'model' entry, got {type(content).__name__}")
+        if "model" in content and isinstance(content["model"], Mapping):
+            state = content["model"]
+            if content.get("optimizer") is not None:
+                momentum = momentum_by_name(content["optimizer"], model, path)
+            step = content.get("step")
+            if step is not None and not isinstance(step, int):
+                raise CheckpointError(f"{path}: 'step' must be an integer, got {step!r}")
+            meta = {k: v for k, v in content.items() if k not in ("model", "optimizer", "step")
+                    and isinstance(v, (int, float, str, bool))}
+        else:
+            state = content
+    state = _strip(state)
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    if missing or unexpected:
+        parts = ([f"missing keys: {_few(missing)}"] if missing else []) + \
+                ([f"unexpected keys: {_few(unexpected)}"] if unexpected else [])
+        raise CheckpointError(f"{path}: does not fit the model ({'; '.join(parts)})")
+    for name, want in expected.items():
+        got = state[name]
+        if not isinstance(got, torch.Tensor):
+            raise CheckpointError(f"{path}: {name!r} is a {type(got).__name__}, not a tensor")
+        if got.shape != want.shape:
+            raise CheckpointError(f"{path}: wrong shape for {name!r}: model {tuple(want.shape)}, file {tuple(got.shape)}")
+        if want.is_floating_point() and not got.is_floating_point():
+            raise CheckpointError(f"{path}: {name!r} has dtype {got.dtype}, the model expects floating point")
+        _check_finite(path, "tensor", name, got)
+    if momentum is not None:
+        for name, buffer in momentum.items():
+            if name not in dict(model.named_parameters()):
+                raise CheckpointError(f"{path}: momentum for {name!r}, which is not a parameter of the model")
+            _check_finite(path, "momentum", name, buffer)
+    return Checkpoint(path=path, model_state=dict(state), momentum=momentum, step=step, meta=meta)

@@ -1,0 +1,167 @@
+"""Command line: ``python -m smoothness probe | fit | plot``.
+
+    python -m smoothness probe --model pkg.module:factory --data pkg.module:batches CKPT... --out results.csv
+    python -m smoothness fit results.csv
+    python -m smoothness plot results.csv --out smoothness.png
+
+``--model`` names a function returning the ``torch.nn.Module`` the checkpoints belong to;
+``--data`` a function returning the evaluation batch or a list of batches (or the batch itself);
+``--loss`` (optional) a function ``loss(model, batch) -> scalar``. The default loss is cross
+entropy for a batch ``(inputs, targets)``: ``cross_entropy(model(inputs), targets)``, flattening
+sequence dimensions. Each reference is ``package.module:name`` or ``path/to/file.py:name``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from smoothness.frontier import frontier, frontier_band, trend_line
+from smoothness.probes import GLOBAL, interior_gammas
+from smoothness.trajectory import probe_trajectory, read_table
+
+__all__ = ["main", "resolve", "cross_entropy_loss"]
+
+
+def resolve(reference: str) -> Any:
+    """``pkg.module:name`` or ``file.py:name`` -> the object, with a clear error if it is not there."""
+    module_ref, sep, attr = reference.rpartition(":")
+    if not sep or not module_ref or not attr:
+        raise SystemExit(f"error: {reference!r} is not of the form package.module:name or file.py:name")
+    if module_ref.endswith(".py"):
+        path = Path(module_ref)
+        if not path.is_file():
+            raise SystemExit(f"error: {path}: no such file")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(module_ref)
+        except ImportError as err:
+            raise SystemExit(f"error: cannot import {module_ref!r}: {err}") from None
+    if not hasattr(module, attr):
+        raise SystemExit(f"error: {module_ref} has no attribute {attr!r}")
+    return getattr(module, attr)
+
+
+def cross_entropy_loss(model: torch.nn.Module, batch) -> torch.Tensor:
+    """The default loss: cross entropy of ``model(inputs)`` against integer ``targets``."""
+    inputs, targets = batch
+    logits = model(inputs)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def _probe(args) -> int:
+    model_factory = resolve(args.model)
+    data = resolve(args.data)
+    batches = data() if callable(data) else data
+    loss_fn = resolve(args.loss) if args.loss else cross_entropy_loss
+    gammas = tuple(args.gamma) if args.gamma else interior_gammas(args.n_gamma)
+    table = probe_trajectory(
+        model_factory, loss_fn, batches, args.checkpoints, gammas=gammas,
+        blocks=None if args.blocks == "none" else args.blocks, hessian=not args.no_hessian,
+        block_hessian=args.block_hessian, block_curvature=args.block_curvature, mode=args.mode,
+        dtype=getattr(torch, args.dtype) if args.dtype else None, seed=args.seed, tol=args.tol,
+        out=args.out, progress=True,
+    )
+    print(f"wrote {args.out}: {table['checkpoint'].nunique()} checkpoints, {len(table)} rows")
+    return 0
+
+
+def _points(args):
+    table = read_table(args.table)
+    rows = table[table["block"] == args.block]
+    if rows.empty:
+        raise SystemExit(f"error: no rows for block {args.block!r} in {args.table}")
+    return rows, rows[args.measure].to_numpy(float), rows["grad_norm"].to_numpy(float)
+
+
+def _fit(args) -> int:
+    from smoothness.plot import default_l1_grid
+
+    rows, L, G = _points(args)
+    l1 = np.asarray(args.l1, float) if args.l1 else default_l1_grid(L, G)
+    l0 = frontier(L, G, l1, quantile=args.quantile)
+    low, high = frontier_band(L, G, l1, quantile=args.quantile, n_boot=args.n_boot, seed=args.seed)
+    kind = "max" if args.quantile is None else f"{args.quantile:g}-quantile"
+    n = int((np.isfinite(L) & np.isfinite(G)).sum())
+    print(f"sample frontier ({kind} over {n} points) of {args.measure} vs grad_norm, block {args.block!r}")
+    print(f"{'L1':>12} {'L0*(L1)':>12} {'90% band':>25}")
+    for a, b, lo, hi in zip(l1, l0, low, high):
+        print(f"{a:>12.4g} {b:>12.4g} {lo:>12.4g} - {hi:<12.4g}")
+    result = {"measure": args.measure, "block": args.block, "quantile": args.quantile, "n_points": n,
+              "l1": l1.tolist(), "l0": l0.tolist(), "band_low": low.tolist(), "band_high": high.tolist()}
+    if n >= 2:
+        slope, intercept = trend_line(L, G)
+        print(f"trend (least squares, display only, not a bound): log L = {intercept:.3f} + {slope:.3f} log |grad f|")
+        result["trend"] = {"slope": slope, "intercept": intercept}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _plot(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from smoothness.plot import plot_table
+
+    fig = plot_table(read_table(args.table), measure=args.measure, block=args.block, quantile=args.quantile,
+                     seed=args.seed)
+    fig.savefig(args.out, dpi=150, bbox_inches="tight")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m smoothness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("probe", help="probe checkpoints into a CSV table (resumable)")
+    p.add_argument("checkpoints", nargs="+", help="torch.save or .safetensors files, in trajectory order")
+    p.add_argument("--model", required=True, help="pkg.module:factory returning the model")
+    p.add_argument("--data", required=True, help="pkg.module:batches returning the evaluation batch(es)")
+    p.add_argument("--loss", help="pkg.module:loss_fn(model, batch); default: cross entropy on (inputs, targets)")
+    p.add_argument("--out", required=True, type=Path, help="CSV to write (rerunning skips rows it has)")
+    p.add_argument("--n-gamma", type=int, default=3, help="interior points 1/(n+1)..n/(n+1) (default 3)")
+    p.add_argument("--gamma", type=float, nargs="+", help="explicit gammas in (0, 1] instead of --n-gamma")
+    p.add_argument("--blocks", choices=["tensor", "layer", "none"], default="tensor")
+    p.add_argument("--no-hessian", action="store_true", help="skip the Hessian spectral norm")
+    p.add_argument("--block-hessian", action="store_true", help="also the spectral norm of each diagonal block")
+    p.add_argument("--block-curvature", action="store_true", help="also d_B'H_BB d_B per block")
+    p.add_argument("--mode", choices=["eval", "train"], default="eval")
+    p.add_argument("--dtype", choices=["float32", "float64"], help="default: the model's own")
+    p.add_argument("--seed", type=int, default=0, help="seed of dropout inside f and of the Lanczos start")
+    p.add_argument("--tol", type=float, default=1e-3, help="relative accuracy of the spectral norm")
+    p.set_defaults(run=_probe)
+    for name, helptext, run in (("fit", "print the sample (L0, L1) frontier", _fit),
+                                ("plot", "draw local smoothness vs gradient and momentum norm", _plot)):
+        q = sub.add_parser(name, help=helptext)
+        q.add_argument("table", type=Path)
+        q.add_argument("--measure", choices=["fd_smoothness", "hessian_norm", "curvature"], default="fd_smoothness")
+        q.add_argument("--block", default=GLOBAL, help=f"block name (default {GLOBAL!r}: the whole model)")
+        q.add_argument("--quantile", type=float, help="robust frontier: this quantile instead of the max")
+        q.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+        q.set_defaults(run=run)
+        if name == "fit":
+            q.add_argument("--l1", type=float, nargs="+", help="L1 values (default: 9 from 0 to where L0* = 0)")
+            q.add_argument("--n-boot", type=int, default=1000)
+            q.add_argument("--json", type=Path, help="also write the frontier as JSON")
+        else:
+            q.add_argument("--out", type=Path, default=Path("smoothness.png"))
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

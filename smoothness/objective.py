@@ -1,0 +1,168 @@
+"""The objective a probe measures: a model, a loss and a fixed evaluation set, as a function of weights.
+
+``Objective(model, loss_fn, batches, mode=..., dtype=..., seed=...)`` freezes everything that
+changes the function ``f(w)`` apart from the weights: the evaluation batches (the same at every
+point, so that differences of gradients are not gradient noise), train or eval mode (dropout and
+batch norm make them different objectives), the dtype, and the seed used for any randomness inside
+the forward pass (reset before every evaluation, so that even train-mode dropout gives one
+deterministic function). All of it is recorded in :meth:`Objective.describe`.
+
+``loss_fn(model, batch)`` returns a scalar tensor; over several batches f is their mean. Weights
+are dicts ``name -> tensor`` over the parameters being probed (all trainable parameters by default;
+a subset gives the corresponding block of gradient and Hessian, the others held fixed).
+
+Hessian-vector products use forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``; when
+an operation lacks a forward-mode rule, :meth:`Objective.hvp` falls back to double backward
+(``torch.autograd.grad`` twice) and says so in ``hvp_method``. Decoupled weight decay is not part of
+f: only the loss is. Attention written with ``torch.nn.functional.scaled_dot_product_attention`` is
+evaluated with its math backend, the one that has second derivatives on CPU.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jvp
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+__all__ = ["Objective", "Params"]
+
+Params = dict[str, torch.Tensor]
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+MODES = ("train", "eval")
+
+
+def _cast(batch: Any, dtype: torch.dtype) -> Any:
+    """Floating tensors in a (nested) batch to ``dtype``; everything else unchanged."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(dtype) if batch.is_floating_point() else batch
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_cast(b, dtype) for b in batch)
+    if isinstance(batch, Mapping):
+        return {k: _cast(v, dtype) for k, v in batch.items()}
+    return batch
+
+
+class _WithLoss(nn.Module):
+    """Holds the model so that ``functional_call`` can swap its weights around a whole loss call."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.loss_fn(self.model, batch)
+
+
+class Objective:
+    """f(w) = mean over ``batches`` of ``loss_fn(model with weights w, batch)``."""
+
+    def __init__(
+        self, model: nn.Module, loss_fn: LossFn, batches: Any | Sequence[Any], *, mode: str = "eval",
+        dtype: torch.dtype | None = None, seed: int = 0, params: Iterable[str] | None = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        if not callable(loss_fn):
+            raise TypeError("loss_fn must be callable as loss_fn(model, batch) -> scalar tensor")
+        batches = list(batches) if isinstance(batches, list) else [batches]
+        if not batches:
+            raise ValueError("need at least one evaluation batch")
+        model = copy.deepcopy(model)
+        if dtype is not None:
+            if not dtype.is_floating_point:
+                raise ValueError(f"dtype must be a floating type, got {dtype}")
+            model = model.to(dtype)
+            batches = [_cast(b, dtype) for b in batches]
+        model.train(mode == "train")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.module = _WithLoss(model, loss_fn)
+        self.batches = batches
+        self.mode, self.seed = mode, seed
+        self.dtype = next(model.parameters()).dtype
+        trainable = [n for n, p in model.named_parameters()]
+        names = trainable if params is None else list(params)
+        unknown = sorted(set(names) - set(trainable))
+        if unknown:
+            raise KeyError(f"not parameters of the model: {unknown[:5]}")
+        if not names:
+            raise ValueError("no parameters to probe")
+        self.names = names
+        self.hvp_method = "jvp(grad)"
+        self.evaluations = {"loss": 0, "grad": 0, "hvp": 0}  # per batch
+
+    # -- weights ---------------------------------------------------------------------------------
+    def weights(self) -> Params:
+        """The model's current weights for the probed names (detached copies)."""
+        state = dict(self.module.model.named_parameters())
+        return {n: state[n].detach().clone() for n in self.names}
+
+    def load(self, state: Mapping[str, torch.Tensor]) -> Params:
+        """Load a full state dict (parameters and buffers) and return the probed weights."""
+        self.module.model.load_state_dict({k: v.to(self.dtype) if v.is_floating_point() else v
+                                           for k, v in state.items()})
+        return self.weights()
+
+    def _full(self, w: Params) -> Params:
+        return {f"model.{n}": t for n, t in w.items()}
+
+    def _call(self, w: Params, batch: Any) -> torch.Tensor:
+        # The math backend of scaled_dot_product_attention is the one with second derivatives.
+        with torch.random.fork_rng(devices=[]), sdpa_kernel([SDPBackend.MATH]):
+            torch.manual_seed(self.seed)
+            out = functional_call(self.module, self._full(w), (batch,))
+        if out.ndim != 0:
+            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(out.shape)}")
+        return out
+
+    # -- f, grad f, Hessian-vector products -------------------------------------------------------
+    def loss(self, w: Params) -> float:
+        with torch.no_grad():
+            total = sum(self._call(w, b) for b in self.batches)
+        self.evaluations["loss"] += len(self.batches)
+        return float(total) / len(self.batches)
+
+    def grad(self, w: Params) -> Params:
+        out = {n: torch.zeros_like(t) for n, t in w.items()}
+        for batch in self.batches:
+            g = grad(lambda p: self._call(p, batch))(w)
+            for n in out:
+                out[n] += g[n]
+        self.evaluations["grad"] += len(self.batches)
+        return {n: t / len(self.batches) for n, t in out.items()}
+
+    def hvp(self, w: Params, v: Params) -> Params:
+        """H(w) v, summed over the batches and divided by their number, like f."""
+        out = {n: torch.zeros_like(t) for n, t in w.items()}
+        for batch in self.batches:
+            hv = self._hvp_one(w, v, batch)
+            for n in out:
+                out[n] += hv[n]
+        self.evaluations["hvp"] += len(self.batches)
+        return {n: t / len(self.batches) for n, t in out.items()}
+
+    def _hvp_one(self, w: Params, v: Params, batch: Any) -> Params:
+        if self.hvp_method == "jvp(grad)":
+            try:
+                return jvp(grad(lambda p: self._call(p, batch)), (w,), (v,))[1]
+            except (NotImplementedError, RuntimeError) as err:
+                if "forward" not in str(err).lower() and "jvp" not in str(err).lower():
+                    raise
+                self.hvp_method = "double backward"  # an op without a forward-mode rule
+        leaves = {n: t.detach().requires_grad_(True) for n, t in w.items()}
+        with torch.enable_grad():
+            loss = self._call(leaves, batch)
+            g = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
+            dot = sum((gi * v[n]).sum() for gi, n in zip(g, leaves))
+            hv = torch.autograd.grad(dot, list(leaves.values()), allow_unused=True)
+        return {n: (h if h is not None else torch.zeros_like(leaves[n])).detach() for n, h in zip(leaves, hv)}
+
+    def describe(self) -> dict:
+        """What defines this objective, to be stored next to every number measured on it."""
+        return {"mode": self.mode, "dtype": str(self.dtype).replace("torch.", ""), "seed": self.seed,
+                "n_batches": len(self.batches), "n_params": sum(self.module.model.get_parameter(n).numel()
+                                                                for n in self.names)}

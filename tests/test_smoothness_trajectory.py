@@ -1,0 +1,161 @@
+"""probe_trajectory and the command line on checkpoints written by a real (tiny) training loop."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import adams
+import smoothness
+from smoothness.cli import main as cli_main
+from smoothness.trajectory import read_table
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODEL_FILE = textwrap.dedent(
+    """
+    import torch
+
+    def factory():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+
+    def batches():
+        g = torch.Generator().manual_seed(1)
+        return [(torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g)) for _ in range(2)]
+    """
+)
+
+
+@pytest.fixture()
+def run(tmp_path):
+    """A user's module with model and data, and 5 checkpoints of an AdamS run on it."""
+    (tmp_path / "problem.py").write_text(MODEL_FILE)
+    namespace: dict = {}
+    exec(MODEL_FILE, namespace)
+    model = namespace["factory"]()
+    opt = adams.AdamS(model.named_parameters(), lr=0.05)
+    x, y = namespace["batches"]()[0]
+    paths = []
+    for step in range(0, 9):
+        if step % 2 == 0:
+            paths.append(tmp_path / f"ckpt_{step}.pt")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, paths[-1])
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return tmp_path, namespace, paths
+
+
+def probe(namespace, paths, **kwargs):
+    return smoothness.probe_trajectory(namespace["factory"], smoothness.cli.cross_entropy_loss, namespace["batches"](),
+                                       paths, progress=False, **kwargs)
+
+
+def test_probe_trajectory_table_has_every_quantity_and_its_settings(run):
+    tmp_path, namespace, paths = run
+    table = probe(namespace, list(reversed(paths)), blocks="tensor")  # sorted back by the recorded step
+    whole = table[table["block"] == "all"]
+    assert list(whole["step"]) == [0, 2, 4, 6, 8]
+    assert whole["next_checkpoint"].iloc[-1] == "" and whole["fd_smoothness"].iloc[-1] != whole["fd_smoothness"].iloc[-1]
+    assert whole["fd_smoothness"].iloc[:-1].gt(0).all() and whole["hessian_converged"].all()
+    assert pd.isna(whole["momentum_norm"].iloc[0])  # no optimizer state before the first step
+    assert whole["momentum_norm"].iloc[1:].gt(0).all()
+    assert set(table["block"]) == {"all", "0.weight", "0.bias", "2.weight", "2.bias"}
+    for column in ("mode", "dtype", "seed", "n_batches", "gammas", "tol", "hvp_method", "step_length", "curvature"):
+        assert column in table
+    assert (table["n_batches"] == 2).all() and (table["mode"] == "eval").all()
+
+
+def test_rerun_skips_done_checkpoints_and_new_ones_extend_the_table(run, monkeypatch):
+    tmp_path, namespace, paths = run
+    out = tmp_path / "probes.csv"
+    probe(namespace, paths[:3], out=out, blocks=None)
+    calls = []
+    original = smoothness.trajectory.probe_point
+    monkeypatch.setattr(smoothness.trajectory, "probe_point", lambda *a, **k: calls.append(1) or original(*a, **k))
+    probe(namespace, paths[:3], out=out, blocks=None)
+    assert calls == []  # nothing to redo
+    table = probe(namespace, paths, out=out, blocks=None)
+    # the old last checkpoint now has a successor: it is probed again with it, plus the two new ones
+    assert len(calls) == 3
+    assert read_table(out).equals(table) or len(read_table(out)) == len(table)
+    pairs = set(zip(table["checkpoint"], table["next_checkpoint"].fillna("")))
+    assert (str(paths[2]), str(paths[3])) in pairs
+
+
+def test_a_crash_leaves_the_previous_complete_file(run, monkeypatch):
+    tmp_path, namespace, paths = run
+    out = tmp_path / "probes.csv"
+    original = smoothness.trajectory.probe_point
+    calls = []
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("simulated crash")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(smoothness.trajectory, "probe_point", crash_on_third)
+    with pytest.raises(RuntimeError, match="simulated"):
+        probe(namespace, paths, out=out, blocks=None)
+    written = pd.read_csv(out)
+    assert len(written) == 2 and list(written["step"]) == [0, 2]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_settings_must_match_to_resume(run):
+    tmp_path, namespace, paths = run
+    out = tmp_path / "probes.csv"
+    probe(namespace, paths[:2], out=out, blocks=None)
+    with pytest.raises(ValueError, match="mode"):
+        probe(namespace, paths[:2], out=out, blocks=None, mode="train")
+
+
+def test_a_bad_checkpoint_stops_before_anything_is_written(run):
+    tmp_path, namespace, paths = run
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(paths[1].read_bytes()[:100])
+    out = tmp_path / "probes.csv"
+    with pytest.raises(smoothness.CheckpointError, match="truncated.pt"):
+        probe(namespace, [paths[0], bad], out=out)
+    assert not out.exists()
+
+
+def test_command_line_probe_fit_plot(run):
+    tmp_path, _, paths = run
+    out = tmp_path / "results.csv"
+    env_cmd = [sys.executable, "-m", "smoothness"]
+    probe_cmd = env_cmd + ["probe", "--model", f"{tmp_path / 'problem.py'}:factory",
+                           "--data", f"{tmp_path / 'problem.py'}:batches", *map(str, paths), "--out", str(out),
+                           "--blocks", "layer"]
+    done = subprocess.run(probe_cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "5 checkpoints" in done.stdout
+    fit = subprocess.run(env_cmd + ["fit", str(out), "--json", str(tmp_path / "fit.json")], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert fit.returncode == 0, fit.stderr
+    assert "L0*(L1)" in fit.stdout and "not a bound" in fit.stdout
+    assert cli_main(["plot", str(out), "--out", str(tmp_path / "plot.png"), "--measure", "hessian_norm"]) == 0
+    assert (tmp_path / "plot.png").stat().st_size > 0
+    assert cli_main(["fit", str(tmp_path / "missing.csv")]) == 2  # a clear error, not a traceback
+
+
+def test_readme_command_line_example_runs_as_written(tmp_path):
+    """The README's smoothness block, line by line, with runs/demo moved into a temporary directory."""
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("<!-- smoothness-cli")[1].split("```bash\n")[1].split("```")[0]
+    lines = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(lines) == 4
+    for line in lines:
+        command = line.replace("runs/demo", str(tmp_path / "demo"))
+        done = subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{line}\n{done.stderr[-2000:]}"
+    assert (tmp_path / "demo" / "smoothness.png").stat().st_size > 0
+    assert len(read_table(tmp_path / "demo" / "probes.csv")["checkpoint"].unique()) == 6
