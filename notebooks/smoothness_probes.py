@@ -314,7 +314,10 @@ claims = [{
     "note": (f"Verdict rule: holds if the median ratio lies within a factor 2 of 1. One seed, one small synthetic run: "
              "a demonstration of the probes; the measurement on real text with several seeds belongs to the training "
              f"runs. The gradient is that of a fixed evaluation batch ({EVAL_SEQUENCES} x {BLOCK} tokens, eval mode, float32), the "
-             "momentum that of AdamS after gradient clipping at 1.0."),
+             "momentum that of AdamS after gradient clipping at 1.0. Two effects pull the ratio below 1 without "
+             "contradicting the paper's reading: the momentum averages training-batch gradients whose noise "
+             "partly cancels, and the norm of a finite evaluation batch's gradient carries that batch's own "
+             "sampling noise."),
 }]
 numbers = {"analytic": analytic, "indefinite": indefinite.as_dict(), "ratio": ratio_summary,
            "trajectory": {k: whole[k].to_numpy() for k in ("step", "loss", "grad_norm", "momentum_norm", "step_length",

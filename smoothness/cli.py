@@ -72,7 +72,7 @@ def _probe(args) -> int:
         blocks=None if args.blocks == "none" else args.blocks, hessian=not args.no_hessian,
         block_hessian=args.block_hessian, block_curvature=args.block_curvature, mode=args.mode,
         dtype=getattr(torch, args.dtype) if args.dtype else None, seed=args.seed, tol=args.tol,
-        out=args.out, progress=True,
+        out=args.out, progress=True, hvp_engine=args.hvp_engine,
     )
     print(f"wrote {args.out}: {table['checkpoint'].nunique()} checkpoints, {len(table)} rows")
     return 0
@@ -143,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dtype", choices=["float32", "float64"], help="default: the model's own")
     p.add_argument("--seed", type=int, default=0, help="seed of dropout inside f and of the Lanczos start")
     p.add_argument("--tol", type=float, default=1e-3, help="relative accuracy of the spectral norm")
+    p.add_argument("--hvp-engine", choices=["jvp", "graph"], default="jvp",
+                   help="Hessian-vector products by forward-over-reverse (default) or by double backward through "
+                        "one stored gradient graph (faster on CPU, more memory)")
     p.set_defaults(run=_probe)
     for name, helptext, run in (("fit", "print the sample (L0, L1) frontier", _fit),
                                 ("plot", "draw local smoothness vs gradient and momentum norm", _plot)):

@@ -6,7 +6,8 @@ algebraic eigenvalue: a dominant negative eigenvalue counts (``../shared/docs/AD
 ``LinearOperator`` whose matvec is one Hessian-vector product. ARPACK's ``tol`` is the relative
 accuracy of the eigenvalue; the result reports whether it converged, the residual
 |H v - lambda v| / |lambda| of the returned vector, and how many products it used. Lanczos reaches a
-given accuracy in far fewer products than power iteration when the top eigenvalues are close.
+given accuracy in far fewer products than power iteration when the top eigenvalues are close; when
+the top one stands well apart, both need a couple of dozen (``benchmarks/smoothness_probe.py``).
 
 Tiny problems (fewer than :data:`DENSE_BELOW` weights) are solved exactly from the dense Hessian
 built column by column, since ARPACK needs more than a few dimensions.
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+from threadpoolctl import threadpool_limits
 
 from smoothness.objective import Objective, Params
 
@@ -58,18 +60,25 @@ class SpectralNorm:
 
 def spectral_norm(
     objective: Objective, w: Params, *, tol: float = 1e-3, max_hvp: int = 2000, seed: int = 0,
+    engine: str = "jvp", ncv: int = 8,
 ) -> SpectralNorm:
-    """Largest-magnitude Hessian eigenvalue of ``objective`` at ``w`` (the block of the names in ``w``)."""
+    """Largest-magnitude Hessian eigenvalue of ``objective`` at ``w`` (the block of the names in ``w``).
+
+    ``engine`` picks how products are taken (:meth:`Objective.hvp_operator`: ``"jvp"`` or
+    ``"graph"``); ``ncv`` is the number of Lanczos vectors ARPACK keeps (small values check for
+    convergence sooner; 8 needs about half the products of ARPACK's default 20 at ``tol=1e-3``).
+    """
     if not 0 < tol < 1:
         raise ValueError(f"tol must lie in (0, 1), got {tol}")
     n = sum(t.numel() for t in w.values())
     dtype = next(iter(w.values())).dtype
     count = [0]
+    product = objective.hvp_operator(w, engine)
 
     def matvec(x: np.ndarray) -> np.ndarray:
         count[0] += 1
         v = unflatten(torch.as_tensor(np.asarray(x, dtype=np.float64).ravel()).to(dtype), w)
-        return flatten(objective.hvp(w, v)).double().numpy()
+        return flatten(product(v)).double().numpy()
 
     if n < DENSE_BELOW:
         H = np.stack([matvec(e) for e in np.eye(n)], axis=1)
@@ -80,21 +89,26 @@ def spectral_norm(
         op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
         v0 = np.random.default_rng(seed).standard_normal(n)
         try:
-            evals, evecs = eigsh(op, k=1, which="LM", tol=tol, v0=v0, maxiter=max(1, max_hvp // 20))
+            # ARPACK's BLAS threads spin between calls and steal the cores the products run on
+            # (measured: 1.5x slower per product on 2 cores), so ARPACK gets one thread.
+            with threadpool_limits(limits=1, user_api="blas"):
+                evals, evecs = eigsh(op, k=1, which="LM", tol=tol, v0=v0, ncv=min(ncv, n - 1),
+                                     maxiter=max(1, max_hvp // max(1, ncv - 1)))
             lam, vec, converged = float(evals[0]), evecs[:, 0], True
         except ArpackNoConvergence as err:
             if len(err.eigenvalues) == 0:
-                return SpectralNorm(float("nan"), float("nan"), False, float("nan"), count[0], tol, objective.hvp_method)
+                return SpectralNorm(float("nan"), float("nan"), False, float("nan"), count[0], tol, engine)
             lam, vec, converged = float(err.eigenvalues[0]), err.eigenvectors[:, 0], False
     n_used = count[0]
     hv = matvec(vec)  # one more product to report the residual honestly
     residual = float(np.linalg.norm(hv - lam * vec) / max(abs(lam), np.finfo(float).tiny))
-    return SpectralNorm(abs(lam), lam, converged, residual, n_used + 1, tol, objective.hvp_method)
+    method = objective.hvp_method if engine == "jvp" else "double backward (one graph)"
+    return SpectralNorm(abs(lam), lam, converged, residual, n_used + 1, tol, method)
 
 
 def hessian_spectral_norm(
     model: torch.nn.Module, loss_fn, batch: Any, *, params=None, mode: str = "eval",
-    dtype: torch.dtype | None = None, tol: float = 1e-3, max_hvp: int = 2000, seed: int = 0,
+    dtype: torch.dtype | None = None, tol: float = 1e-3, max_hvp: int = 2000, seed: int = 0, engine: str = "jvp",
 ) -> SpectralNorm:
     """Spectral norm of the Hessian of ``loss_fn(model, batch)`` at the model's current weights.
 
@@ -102,13 +116,13 @@ def hessian_spectral_norm(
     batches (f is their mean). See :class:`smoothness.objective.Objective` for mode, dtype and seed.
     """
     objective = Objective(model, loss_fn, batch, mode=mode, dtype=dtype, seed=seed, params=params)
-    return spectral_norm(objective, objective.weights(), tol=tol, max_hvp=max_hvp, seed=seed)
+    return spectral_norm(objective, objective.weights(), tol=tol, max_hvp=max_hvp, seed=seed, engine=engine)
 
 
-def directional_curvature(objective: Objective, w: Params, d: Params) -> float:
-    """d^T H d / |d|^2 at ``w`` (one Hessian-vector product); NaN for d = 0."""
+def directional_curvature(objective: Objective, w: Params, d: Params, *, engine: str = "jvp") -> float:
+    """d^T H d / |d|^2 at ``w`` (one Hessian-vector product, taken by ``engine``); NaN for d = 0."""
     dd = sum(float((t * t).sum()) for t in d.values())
     if dd == 0:
         return float("nan")
-    hd = objective.hvp(w, d)
+    hd = objective.hvp_operator(w, engine)(d)
     return sum(float((d[n] * hd[n]).sum()) for n in d) / dd

@@ -93,7 +93,8 @@ class Objective:
             raise ValueError("no parameters to probe")
         self.names = names
         self.hvp_method = "jvp(grad)"
-        self.evaluations = {"loss": 0, "grad": 0, "hvp": 0}  # per batch
+        # per batch; "graph" counts gradients built with create_graph=True for the one-graph engine
+        self.evaluations = {"loss": 0, "grad": 0, "hvp": 0, "graph": 0}
 
     # -- weights ---------------------------------------------------------------------------------
     def weights(self) -> Params:
@@ -144,6 +145,39 @@ class Objective:
                 out[n] += hv[n]
         self.evaluations["hvp"] += len(self.batches)
         return {n: t / len(self.batches) for n, t in out.items()}
+
+    def hvp_operator(self, w: Params, engine: str = "jvp"):
+        """A function v -> H(w) v for many products at one point.
+
+        ``engine="jvp"``: :meth:`hvp` (forward-over-reverse, recomputed per product).
+        ``engine="graph"``: build the gradient's graph once (``create_graph=True``) and take each
+        product as one backward pass through it (double backward, as PyHessian does): cheaper per
+        product, at the cost of keeping the graph in memory while the operator lives.
+        """
+        if engine == "jvp":
+            return lambda v: self.hvp(w, v)
+        if engine != "graph":
+            raise ValueError(f"engine must be 'jvp' or 'graph', got {engine!r}")
+        leaves = {n: t.detach().requires_grad_(True) for n, t in w.items()}
+        graphs = []
+        with torch.enable_grad():
+            for batch in self.batches:
+                loss = self._call(leaves, batch)
+                graphs.append(torch.autograd.grad(loss, list(leaves.values()), create_graph=True))
+        self.evaluations["graph"] += len(self.batches)
+
+        def apply(v: Params) -> Params:
+            out = {n: torch.zeros_like(t) for n, t in w.items()}
+            for g in graphs:
+                hv = torch.autograd.grad(g, list(leaves.values()), grad_outputs=[v[n] for n in leaves],
+                                         retain_graph=True, allow_unused=True)
+                for n, h in zip(leaves, hv):
+                    if h is not None:
+                        out[n] += h
+            self.evaluations["hvp"] += len(self.batches)
+            return {n: t / len(self.batches) for n, t in out.items()}
+
+        return apply
 
     def _hvp_one(self, w: Params, v: Params, batch: Any) -> Params:
         if self.hvp_method == "jvp(grad)":

@@ -68,7 +68,7 @@ def probe_trajectory(
     gammas: Sequence[float] = interior_gammas(3), blocks: str | None = "tensor", hessian: bool = True,
     block_hessian: bool = False, block_curvature: bool = False, mode: str = "eval", dtype: torch.dtype | None = None,
     seed: int = 0, tol: float = 1e-3, max_hvp: int = 2000, out: str | os.PathLike | None = None,
-    progress: bool | None = None,
+    progress: bool | None = None, hvp_engine: str = "jvp",
 ) -> pd.DataFrame:
     """Probe every checkpoint; see the module docstring. ``batches`` is one batch or a list of them."""
     paths = [Path(p) for p in checkpoints]
@@ -105,9 +105,10 @@ def probe_trajectory(
         momentum = ({n: m.to(objective.dtype) for n, m in ckpt.momentum.items()} if ckpt.momentum else None)
         point = probe_point(objective, w, w_next=w_next, momentum=momentum, gammas=gammas, by=blocks,
                             hessian=hessian, block_hessian=block_hessian, block_curvature=block_curvature,
-                            tol=tol, max_hvp=max_hvp, seed=seed)
+                            tol=tol, max_hvp=max_hvp, seed=seed, hvp_engine=hvp_engine)
         meta = {"checkpoint": str(ckpt.path), "next_checkpoint": str(nxt.path) if nxt else "",
-                "step": ckpt.step, "hvp_method": objective.hvp_method, **settings,
+                "step": ckpt.step,
+                "hvp_method": objective.hvp_method if hvp_engine == "jvp" else "double backward (one graph)", **settings,
                 "seconds": round(time.perf_counter() - start, 3)}
         rows.append(pd.DataFrame([{**meta, **r} for r in point]))
         table = pd.concat(rows, ignore_index=True)

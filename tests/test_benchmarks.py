@@ -28,3 +28,23 @@ def test_stationary_benchmark_quick(tmp_path, capsys):
     assert result["speedup_over_loop"] == pytest.approx(
         result["vectorized"]["samples_per_s"] / result["python_loop"]["samples_per_s"])
     assert result["grid"]["betas"] == 8 and result["grid"]["chains"] == 2000
+
+
+def test_smoothness_probe_benchmark_quick(tmp_path, capsys):
+    pytest.importorskip("pyhessian", reason="PyHessian is the peer; it comes with the [dev] extra")
+    out = tmp_path / "probe.json"
+    assert load("smoothness_probe").main(["--quick", "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert "speed-up over PyHessian" in capsys.readouterr().out
+    dense, lanczos = result["comparisons"]
+    assert dense["reference_kind"] == "dense eigvalsh"
+    for row in (dense, lanczos):
+        for engine in ("jvp", "graph"):
+            ours = row[f"ours_{engine}"]
+            assert ours["converged"] and ours["rel_error"] <= 1e-3 and ours["n_hvp"] > 0
+            assert row[f"speedup_{engine}"] == pytest.approx(row["pyhessian"]["seconds"] / ours["seconds"])
+        assert row["pyhessian_reached_target"] and row["pyhessian"]["n_hvp"] > 0
+    cost = result["transformer_cost"]
+    for engine in ("jvp", "graph"):
+        assert 0 < cost[f"fd_probe_{engine}_gradients"] <= cost["n_gamma"] + 1 and cost[f"fd_probe_{engine}_hvps"] == 1
+    assert cost["spectral_graph"]["converged"]

@@ -67,6 +67,40 @@ def test_hvp_matches_torch_func_hessian_on_a_tiny_mlp():
     assert obj.hvp_method == "jvp(grad)"
 
 
+@pytest.mark.parametrize("n_batches", [1, 3])
+def test_one_graph_engine_matches_the_dense_hessian_and_counts_its_work(n_batches):
+    model, loss_fn, batch = mlp_problem()
+    g = torch.Generator().manual_seed(2)
+    batches = [batch] + [(torch.randn(16, 3, generator=g, dtype=torch.float64),
+                          torch.randn(16, 2, generator=g, dtype=torch.float64)) for _ in range(n_batches - 1)]
+    obj = Objective(model, loss_fn, batches if n_batches > 1 else batch)
+    w = obj.weights()
+    H = dense_hessian(obj, w)
+    product = obj.hvp_operator(w, "graph")
+    assert obj.evaluations["graph"] == n_batches and obj.evaluations["grad"] == 0  # the graph is built once
+    for seed in (1, 2):  # several products through the same graph
+        gen = torch.Generator().manual_seed(seed)
+        v = {n: torch.randn(t.shape, generator=gen, dtype=torch.float64) for n, t in w.items()}
+        hv = torch.cat([t.reshape(-1) for t in product(v).values()])
+        torch.testing.assert_close(hv, H @ torch.cat([t.reshape(-1) for t in v.values()]), rtol=1e-10, atol=1e-12)
+    assert obj.evaluations["hvp"] == 2 * n_batches
+    with pytest.raises(ValueError, match="engine must be"):
+        obj.hvp_operator(w, "power")
+
+
+def test_both_engines_give_the_same_probes():
+    model, loss_fn, batch = mlp_problem()
+    obj = Objective(model, loss_fn, batch)
+    w = obj.weights()
+    w_next = {n: t + 0.01 * torch.ones_like(t) for n, t in w.items()}
+    rows = {engine: probe_point(obj, w, w_next=w_next, by="tensor", block_hessian=True, block_curvature=True,
+                                tol=1e-8, hvp_engine=engine) for engine in ("jvp", "graph")}
+    for a, b in zip(rows["jvp"], rows["graph"]):
+        assert a["block"] == b["block"]
+        for key in ("curvature", "hessian_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-7)
+
+
 class CubeNoForwardMode(torch.autograd.Function):
     """x^3 with a backward (itself differentiable) but no forward-mode rule."""
 
