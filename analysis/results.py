@@ -40,6 +40,7 @@ __all__ = [
     "VERDICTS",
     "atomic_write_bytes",
     "atomic_write_text",
+    "write_report",
     "command_for",
     "format_pm",
     "hardware",
@@ -146,6 +147,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Text version of :func:`atomic_write_bytes` (UTF-8, ``\\n`` line endings)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_report(path: str | os.PathLike, result: Any) -> Path:
+    """A benchmark's JSON report: parent directories created, written atomically, path printed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------

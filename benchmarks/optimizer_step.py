@@ -14,7 +14,6 @@ not committed). The timing logic is :mod:`analysis.steptime`; the numbers in the
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout without in
     sys.path.insert(0, str(REPO_ROOT))
 
 from analysis import steptime  # noqa: E402
-from analysis.results import atomic_write_text  # noqa: E402
+from analysis.results import write_report  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     print(steptime.format_table(result))
     print()
     print(steptime.format_targets(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, result)
     return 0
 
 

@@ -26,13 +26,11 @@ call (the package itself never touches the global RNG). Results go to
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -42,8 +40,9 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout without in
     sys.path.insert(0, str(REPO_ROOT))
 
 from analysis.gpt import GPT, GPTConfig  # noqa: E402
-from analysis.results import atomic_write_text, cpu_model  # noqa: E402
+from analysis.results import cpu_model, write_report  # noqa: E402
 from smoothness import Objective, hessian_spectral_norm  # noqa: E402
+from smoothness.hessian import dense_hessian  # noqa: E402
 from smoothness.probes import interior_gammas, probe_point  # noqa: E402
 
 TARGET_ERROR = 1e-3
@@ -86,19 +85,7 @@ def loss_fn(model, batch):
 
 def dense_top(model, batch):
     obj = Objective(model, loss_fn, batch)
-    w = obj.weights()
-    names = list(w)
-    flat = torch.cat([w[n].reshape(-1) for n in names])
-
-    def f(vec):
-        parts, start = {}, 0
-        for n in names:
-            parts[n] = vec[start:start + w[n].numel()].view_as(w[n])
-            start += w[n].numel()
-        return obj._call(parts, batch)
-
-    evals = torch.linalg.eigvalsh(torch.func.hessian(f)(flat))
-    return float(evals.abs().max())
+    return float(torch.linalg.eigvalsh(dense_hessian(obj, obj.weights())).abs().max())
 
 
 def best_of(repeats, run):
@@ -251,9 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"comparisons": rows, "transformer_cost": cost,
               "meta": {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                        "quick": args.quick, "seed": args.seed, "repeats": args.repeats}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, result)
     return 0
 
 

@@ -20,7 +20,6 @@ Writes JSON to ``benchmarks/results/stationary.json`` (not committed).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout without in
     sys.path.insert(0, str(REPO_ROOT))
 
 from analysis import stationary as st  # noqa: E402
-from analysis.results import atomic_write_text, cpu_model  # noqa: E402
+from analysis.results import cpu_model, write_report  # noqa: E402
 from analysis.simulation import reference_chain  # noqa: E402
 
 GOAL_S = 60.0  # the standard grid must finish within a minute on a 2-core machine
@@ -95,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         verdict = "met" if grid["seconds"] < GOAL_S else "NOT met"
         print(f"goal: standard grid under {GOAL_S:.0f} s: {verdict} ({grid['seconds']:.1f} s)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, result)
     return 0
 
 

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from smoothness.objective import Objective, Params
 
-__all__ = ["SpectralNorm", "spectral_norm", "hessian_spectral_norm", "directional_curvature",
+__all__ = ["SpectralNorm", "spectral_norm", "hessian_spectral_norm", "directional_curvature", "dense_hessian",
            "flatten", "unflatten"]
 
 DENSE_BELOW = 16
@@ -126,3 +126,22 @@ def directional_curvature(objective: Objective, w: Params, d: Params, *, engine:
         return float("nan")
     hd = objective.hvp_operator(w, engine)(d)
     return sum(float((d[n] * hd[n]).sum()) for n in d) / dd
+
+
+def dense_hessian(objective: Objective, w: Params) -> torch.Tensor:
+    """The full Hessian of ``objective`` at ``w`` as an n x n tensor, in the order of ``flatten(w)``.
+
+    ``torch.func.hessian`` of f on the flattened weights: n^2 entries, so for checking the
+    matrix-free probes on small models only.
+    """
+    names = list(w)
+    flat = flatten(w)
+
+    def f(vec: torch.Tensor) -> torch.Tensor:
+        parts, start = {}, 0
+        for n in names:
+            parts[n] = vec[start:start + w[n].numel()].view_as(w[n])
+            start += w[n].numel()
+        return sum(objective._call(parts, b) for b in objective.batches) / len(objective.batches)
+
+    return torch.func.hessian(f)(flat)

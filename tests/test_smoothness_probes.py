@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from smoothness import Objective, directional_curvature, hessian_spectral_norm, spectral_norm
+from smoothness.hessian import dense_hessian
 from smoothness.probes import GLOBAL, blocks, interior_gammas, probe_point
 
 
@@ -38,20 +39,6 @@ def mlp_problem(seed=0):
     batch = (torch.randn(16, 3, generator=g, dtype=torch.float64), torch.randn(16, 2, generator=g, dtype=torch.float64))
     loss_fn = lambda m, b: ((m(b[0]) - b[1]) ** 2).mean()  # noqa: E731
     return model, loss_fn, batch
-
-
-def dense_hessian(objective, w):
-    names = list(w)
-    flat = torch.cat([w[n].reshape(-1) for n in names])
-
-    def f(vec):
-        parts, start = {}, 0
-        for n in names:
-            parts[n] = vec[start:start + w[n].numel()].view_as(w[n])
-            start += w[n].numel()
-        return sum(objective._call(parts, b) for b in objective.batches) / len(objective.batches)
-
-    return torch.func.hessian(f)(flat)
 
 
 def test_hvp_matches_torch_func_hessian_on_a_tiny_mlp():
