@@ -1,0 +1,82 @@
+"""The trainer: recipe, determinism, records, checkpoints the probes read, caching, divergence."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from analysis.training import TrainConfig, build, run_many, train
+from smoothness import load_checkpoint
+
+TINY = dict(steps=12, warmup=3, batch_size=4, block=16, layers=1, heads=2, width=16, log_every=3, eval_every=6,
+            eval_batches=2)
+
+
+def test_same_seed_same_numbers_and_the_global_rng_is_left_alone(tmp_path):
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = train(TrainConfig(**TINY), cache_dir=tmp_path / "a", progress=False)
+    assert torch.equal(torch.rand(1), before)
+    b = train(TrainConfig(**TINY), cache_dir=tmp_path / "b", progress=False)
+    c = train(TrainConfig(**TINY, seed=1), cache_dir=tmp_path / "a", progress=False)
+    for key in ("train_loss", "grad_norm", "momentum_norm", "update_norm"):
+        assert a.history[key] == b.history[key]
+    assert a.evals == b.evals and c.history["train_loss"] != a.history["train_loss"]
+
+
+def test_records_and_recipe(tmp_path):
+    config = TrainConfig(**TINY)
+    r = train(config, cache_dir=tmp_path, progress=False)
+    assert r.history["step"] == [0, 3, 6, 9, 11]
+    assert r.evals["step"] == [0, 6, 12] and r.final_val_loss == r.evals["val_loss"][-1]
+    assert r.evals["val_loss"][-1] < r.evals["val_loss"][0]  # it learns something in 12 steps
+    assert not r.diverged and r.tokens_per_s > 0
+    assert all(v > 0 for v in r.history["update_norm"]) and all(v > 0 for v in r.history["momentum_norm"])
+    assert r.state_bytes == r.param_bytes + 4 * len(list(build(config, 81)[0].parameters()))  # exp_avg + step
+    lrs = [config.lr_at(s) for s in range(config.steps)]
+    assert lrs[0] == pytest.approx(config.lr / 3) and max(lrs) == pytest.approx(config.lr)
+    assert config.lr_at(config.steps) == pytest.approx(config.min_lr_ratio * config.lr)
+    model, opt = build(config, 81)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert all((id(p) in decayed) == (p.dim() >= 2) for p in model.parameters())
+
+
+def test_checkpoints_are_read_by_the_probes_with_their_momentum(tmp_path):
+    config = TrainConfig(**TINY, save_every=6)
+    r = train(config, cache_dir=tmp_path, progress=False)
+    assert [c.rsplit("_", 1)[1] for c in r.checkpoints] == ["000000.pt", "000006.pt", "000012.pt"]
+    model, _ = build(config, 81)
+    ckpt = load_checkpoint(r.checkpoints[1], model)
+    assert ckpt.step == 6 and set(ckpt.momentum) == {n for n, _ in model.named_parameters()}
+
+
+def test_the_cache_returns_the_stored_result_without_training(tmp_path, monkeypatch):
+    config = TrainConfig(**TINY)
+    first = train(config, cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr("analysis.training.build", lambda *a: pytest.fail("trained again"))
+    assert train(config, cache_dir=tmp_path, progress=False).to_dict() == first.to_dict()
+    assert TrainConfig(**TINY, lr=1e-3).key() != config.key()
+
+
+def test_divergence_is_recorded_not_raised(tmp_path):
+    r = train(TrainConfig(**TINY, optimizer="sgdm", lr=1e4, clip=0.0), cache_dir=tmp_path, progress=False)
+    assert r.diverged and math.isnan(r.final_val_loss)
+
+
+def test_parallel_runs_equal_sequential_runs(tmp_path):
+    configs = [TrainConfig(**TINY, optimizer=name) for name in ("adams", "adamw")]
+    parallel = run_many(configs, workers=2, cache_dir=tmp_path / "p", progress=False)
+    sequential = run_many(configs, workers=1, cache_dir=tmp_path / "s", progress=False)
+    for a, b in zip(parallel, sequential):
+        assert a.history["train_loss"] == b.history["train_loss"] and a.config["optimizer"] == b.config["optimizer"]
+
+
+def test_bad_configurations_are_named():
+    with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
+        TrainConfig(optimizer="lion")
+    with pytest.raises(ValueError, match="width 16 is not divisible by heads 3"):
+        TrainConfig(**{**TINY, "heads": 3})
+    with pytest.raises(ValueError, match="warmup"):
+        TrainConfig(**{**TINY, "warmup": 50})
