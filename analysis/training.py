@@ -12,7 +12,8 @@ character-level Shakespeare (:mod:`analysis.corpus`), with
 * a record every ``log_every`` steps: training loss, gradient norm (before clipping), momentum norm
   (the optimizer's first-moment buffer, whatever it is called), update norm ``|w_{t+1} - w_t|``,
   learning rate, tokens per second; validation loss every ``eval_every`` steps on a fixed set of
-  ``eval_batches`` validation batches; optimizer-state bytes (:func:`adams.state_bytes`);
+  ``eval_batches`` validation batches of 32 windows (independent of the training batch size);
+  optimizer-state bytes (:func:`adams.state_bytes`);
 * checkpoints ``{"model", "optimizer", "step"}`` every ``save_every`` steps, readable by
   :func:`smoothness.load_checkpoint` and ``python -m smoothness probe``.
 
@@ -30,7 +31,9 @@ import json
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,9 +48,11 @@ from analysis import corpus as corpus_mod
 from analysis.gpt import GPT, GPTConfig
 from analysis.results import atomic_write_text
 
-__all__ = ["TrainConfig", "TrainResult", "train", "run_many", "momentum_norm", "default_cache_dir"]
+__all__ = ["TrainConfig", "TrainResult", "train", "run_many", "build", "sample_batch", "lm_loss", "evaluate",
+           "momentum_norm", "default_cache_dir"]
 
 MOMENTUM_KEYS = ("exp_avg", "momentum_buffer", "m", "row_exp_avg")
+VAL_SEQUENCES = 32  # per validation batch
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,14 @@ class TrainConfig:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Inverse of ``dataclasses.asdict`` after a JSON round trip (lists back to tuples)."""
+        d = dict(d)
+        d["betas"] = tuple(d["betas"])
+        d["optimizer_kwargs"] = tuple(tuple(kv) for kv in d.get("optimizer_kwargs", ()))
+        return cls(**d)
 
     def model_config(self, vocab: int) -> GPTConfig:
         return GPTConfig(vocab=vocab, block=self.block, layers=self.layers, heads=self.heads, width=self.width)
@@ -139,14 +152,16 @@ def momentum_norm(optimizer: torch.optim.Optimizer) -> float:
     return math.sqrt(total) if found else float("nan")
 
 
-def _batch(data: np.ndarray, rng: np.random.Generator, batch_size: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_batch(data: np.ndarray, rng: np.random.Generator, batch_size: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` random windows of ``block + 1`` tokens: inputs and next-token targets."""
     starts = rng.integers(0, data.size - block - 1, size=batch_size)
     idx = starts[:, None] + np.arange(block + 1)[None, :]
     chunk = torch.from_numpy(data[idx].astype(np.int64))
     return chunk[:, :-1], chunk[:, 1:]
 
 
-def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean next-character cross entropy (nats)."""
     logits = model(x)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
@@ -168,15 +183,16 @@ def build(config: TrainConfig, vocab: int) -> tuple[torch.nn.Module, torch.optim
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
     model.eval()
-    loss = sum(float(_loss(model, x, y)) for x, y in batches) / len(batches)
+    loss = sum(float(lm_loss(model, x, y)) for x, y in batches) / len(batches)
     model.train()
     return loss
 
 
 def validation_batches(config: TrainConfig, data: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The fixed validation set: the same for every optimizer and seed of a given block and batch size."""
+    """The fixed validation set: ``eval_batches`` x 32 windows of ``block`` characters, the same for every
+    optimizer, seed and training batch size."""
     rng = np.random.default_rng(12345)
-    return [_batch(data, rng, config.batch_size, config.block) for _ in range(config.eval_batches)]
+    return [sample_batch(data, rng, VAL_SEQUENCES, config.block) for _ in range(config.eval_batches)]
 
 
 def train(config: TrainConfig, *, cache_dir: str | os.PathLike | None = None, progress: bool | None = None,
@@ -220,9 +236,9 @@ def train(config: TrainConfig, *, cache_dir: str | os.PathLike | None = None, pr
             break
         for group in optimizer.param_groups:
             group["lr"] = config.lr_at(step)
-        x, y = _batch(data.train, rng, config.batch_size, config.block)
+        x, y = sample_batch(data.train, rng, config.batch_size, config.block)
         t0 = time.perf_counter()
-        loss = _loss(model, x, y)
+        loss = lm_loss(model, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.clip if config.clip else float("inf")))
@@ -255,25 +271,49 @@ def train(config: TrainConfig, *, cache_dir: str | os.PathLike | None = None, pr
     return result
 
 
-def _worker(args: tuple[TrainConfig, str | None, bool]) -> dict:
-    config, cache_dir, recompute = args
+def _train_in_subprocess(config: TrainConfig, cache_dir: str | os.PathLike | None, recompute: bool) -> TrainResult:
+    """Train in a fresh interpreter with one torch thread; the cache carries the result back.
+
+    A fresh ``python -c`` rather than multiprocessing: spawn would re-run the caller's main script (a
+    notebook), and fork is unsafe once torch's thread pool exists.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if recompute or not (cache / config.key() / "result.json").exists():
+        payload = json.dumps({"config": dataclasses.asdict(config), "cache_dir": str(cache), "recompute": recompute})
+        code = "import sys; from analysis.training import _worker_main; _worker_main(sys.stdin.read())"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, "-c", code], input=payload, text=True, capture_output=True, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"training {config} failed:\n{done.stderr[-3000:]}")
+    return train(config, cache_dir=cache, progress=False)
+
+
+def _worker_main(payload: str) -> None:
+    spec = json.loads(payload)
     torch.set_num_threads(1)
-    return train(config, cache_dir=cache_dir, progress=False, recompute=recompute).to_dict()
+    train(TrainConfig.from_dict(spec["config"]), cache_dir=spec["cache_dir"], progress=False,
+          recompute=spec["recompute"])
 
 
 def run_many(configs: Sequence[TrainConfig], *, workers: int | None = None, cache_dir: str | os.PathLike | None = None,
              progress: bool | None = None, recompute: bool = False) -> list[TrainResult]:
-    """Train several configurations, ``workers`` processes at a time (default: the core count, at most 2
-    per the machine this package targets), each with one torch thread; results in input order."""
+    """Train several configurations, ``workers`` at a time (default: the number of cores), each in its
+    own process with one torch thread (``workers=1``: one after another in this process, also with
+    one thread); results in input order. Cached results are read, not retrained."""
     configs = list(configs)
-    workers = workers or min(len(configs), os.cpu_count() or 1)
-    args = [(c, None if cache_dir is None else str(cache_dir), recompute) for c in configs]
-    if workers <= 1:
-        return [TrainResult(**_worker(a)) for a in tqdm(args, disable=None if progress is None else not progress,
-                                                        desc="training runs", unit="run")]
-    import multiprocessing as mp
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        out = list(tqdm(pool.map(_worker, args), total=len(args), disable=None if progress is None else not progress,
-                        desc="training runs", unit="run"))
-    return [TrainResult(**d) for d in out]
+    workers = max(1, workers or min(len(configs), os.cpu_count() or 1))
+    if workers == 1:  # in this process (no start-up cost), with one thread like the workers
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return [train(c, cache_dir=cache_dir, progress=False, recompute=recompute)
+                    for c in tqdm(configs, disable=None if progress is None else not progress, desc="training runs",
+                                  unit="run")]
+        finally:
+            torch.set_num_threads(threads)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_train_in_subprocess, c, cache_dir, recompute) for c in configs]
+        for _ in tqdm(as_completed(futures), total=len(futures), disable=None if progress is None else not progress,
+                      desc="training runs", unit="run"):
+            pass
+        return [f.result() for f in futures]

@@ -410,7 +410,7 @@ t_names = [n for n in NOISES if n.startswith("Student")]
 t_worst = max(robust_summary[n]["max_abs_z_vs_gaussian_E_ratio"] for n in t_names)
 ar9 = robust["AR(1), rho = 0.9"]
 finding_robust = (
-    f"Student-t noise (3 and 5 dof): E[V]/E[S] "
+    "Student-t noise (3 and 5 dof): E[V]/E[S] "
     + ("stays on the Gaussian closed form" if t_worst < 4 else "leaves the Gaussian closed form")
     + f" (max |z| = {t_worst:.1f} over {line_snr.size} values of mu/sigma; at mu/sigma = {line_snr[0]:g}: "
     f"{pm(robust['Student-t, 3 dof']['E_ratio'], 0)} with 3 dof vs {float(gauss_line['E_V'][0] / gauss_line['E_S'][0]):.3f}). "
