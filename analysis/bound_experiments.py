@@ -1,0 +1,182 @@
+"""The experiments of the ``bounds_vs_simulation`` notebook, as functions a test can call.
+
+- :func:`exact_bound_table`: clipped, normalized and fixed-step GD with the step sizes of the exact
+  theorems in :mod:`analysis.l0l1`, on problems with known (L0, L1), over a grid of eps and of L1;
+  measured iterations next to the bound for every starting point.
+- :func:`ramp` and :func:`exponent_study`: the worst-case-shaped family (a pseudo-Huber ramp whose
+  slope is tied to eps), the methods with their best learning rate at each eps, and the fitted
+  exponent of T in 1/eps with a bootstrap interval over seeds.
+- :func:`effective_steps`: AdamS's and Adam's per-coordinate step lr / sqrt(denominator) along noisy
+  runs, next to the safe step 1 / (L0 + L1 ||grad f||).
+- :func:`theory_for_trajectory`: the (L0, L1) pair a probe table supports, and what the clipped-GD
+  theorem then recommends, next to what a training run used.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+import smoothness
+from analysis import bounds as B
+from analysis.bound_sims import exponent_fit, iterations_to, run, tuned_stop
+from analysis.problems import Cosh, Problem, PseudoHuber, Quartic
+
+MAX_STEPS = 200_000  # the longest exact-bound run; a bound above it cannot be checked
+
+__all__ = ["MAX_STEPS", "exact_cases", "exact_bound_table", "ramp", "exponent_study", "effective_steps", "theory_for_trajectory"]
+
+
+def _starts(problem: Problem, n: int, scale: float, rng: np.random.Generator) -> np.ndarray:
+    return scale * rng.standard_normal((n, problem.d))
+
+
+def exact_cases(quick: bool) -> list[tuple[Problem, float, float]]:
+    """(problem, L1, start scale): quartic along its frontier (L1 free), cosh over its growth rate a."""
+    l1s = (0.5, 2.0) if quick else (0.25, 0.5, 1.0, 2.0, 4.0)
+    avals = (1.0, 3.0) if quick else (0.5, 1.0, 2.0, 4.0)
+    cases = [(Quartic(d=10, c=1.0), l1, 0.7) for l1 in l1s]
+    cases += [(Cosh(d=10, a=a), a, 1.5 / a) for a in avals]
+    return cases
+
+
+def _bound(method: str, L0: float, L1: float, delta: float, eps: float, M_run: float, M_start: float) -> float:
+    """The bound for one start. Fixed-step GD ran with the step set by M_run (all starts together);
+    the start's own sublevel set has gradients at most M_start <= M_run, which the theorem may use."""
+    if method == "clipped":
+        return B.clipped_gd_iterations(L0, L1, delta, eps)
+    if method == "normalized":
+        return B.normalized_gd_iterations(L0, L1, delta, eps)
+    return B.gd_iterations(L0, L1, delta, eps, M_start, eta=B.default_steps(L0, L1, M=M_run)["gd_eta"])
+
+
+def _measure(problem, method, x0, L0, L1, eps_grid, M, max_steps) -> np.ndarray:
+    """Iterations to each eps (rows) for each start (columns), with the theorem's step sizes."""
+    steps = B.default_steps(L0, L1, M=M)
+    if method == "normalized":  # the step depends on eps: one run per eps
+        out = []
+        for e in eps_grid:
+            eta = B.default_steps(L0, L1, eps=e)["normalized_eta"]
+            tr = run(problem, "normalized", x0, steps=max_steps, lr=eta,
+                     stop=lambda G, e=e: bool(np.all(G.min(axis=0) <= e)))
+            out.append(iterations_to(tr.grad_norm, [e], "min_norm")[0])
+        return np.array(out)
+    kwargs = {"lr": steps["gd_eta"]} if method == "gd" else {"lr": steps["clipped_eta"], "gamma": steps["clipped_gamma"]}
+    kind = "gd" if method == "gd" or math.isinf(steps["clipped_gamma"]) else "clipped"
+    tr = run(problem, kind, x0, steps=max_steps, stop=lambda G: bool(np.all(G.min(axis=0) <= min(eps_grid))),
+             **kwargs)
+    return iterations_to(tr.grad_norm, eps_grid, "min_norm")
+
+
+def exact_bound_table(quick: bool, *, seed: int = 0, starts: int | None = None, max_steps: int = MAX_STEPS) -> list[dict]:
+    """One row per (problem, L1, method, eps, start): measured T, the exact bound, their ratio.
+
+    Three families: the ramp (pseudo-Huber with slope 1.25 eps and L0 = 1, one start at f - f* = 1;
+    the shape that makes the bounds tight), the quartic over a grid of L1 on its frontier
+    L0 = 4c/L1^2, and cosh over its growth rate a (L1 = a, L0 = 1). ``inf`` T means ``max_steps``
+    did not suffice.
+    """
+    rng = np.random.default_rng(seed)
+    n = starts or (4 if quick else 16)
+    rows = []
+    methods = ("clipped", "normalized", "gd")
+    ramp_eps = (0.3, 0.15) if quick else (0.4, 0.2, 0.1, 0.05)
+    for e in ramp_eps:
+        p = PseudoHuber(d=10, s=1.25 * e, delta=1.25 * e)
+        x0 = p.start(1.0)
+        L0, L1 = p.pair()
+        M = p.max_grad_norm(1.0)
+        for method in methods:
+            T = _measure(p, method, x0, L0, L1, [e], M, max_steps)[0]
+            rows.append({"problem": p.describe(), "family": "ramp", "method": method, "L0": L0, "L1": L1, "eps": e,
+                         "start": 0, "delta": 1.0, "T": float(T[0]), "bound": _bound(method, L0, L1, 1.0, e, M, M)})
+    eps_grid = (1.0, 0.1, 0.01) if quick else (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
+    for p, l1, scale in exact_cases(quick):
+        L0, L1 = p.pair(l1)
+        x0 = _starts(p, n, scale, rng)
+        delta = p.value(x0) - p.f_star
+        M = p.max_grad_norm(float(p.value(x0).max()))
+        for method in methods:
+            T = _measure(p, method, x0, L0, L1, eps_grid, M, max_steps)
+            for i, e in enumerate(eps_grid):
+                for j in range(n):
+                    M_j = p.max_grad_norm(float(p.value(x0[j:j + 1])[0]))
+                    rows.append({"problem": p.describe(), "family": p.name, "method": method, "L0": L0, "L1": L1,
+                                 "eps": e, "start": j, "delta": float(delta[j]), "T": float(T[i, j]),
+                                 "bound": _bound(method, L0, L1, float(delta[j]), e, M, M_j)})
+    return rows
+
+
+def ramp(eps: float, *, d: int = 10, gap: float = 0.1) -> PseudoHuber:
+    """The ramp for eps: slope 2 eps (so E||grad f|| <= eps only near the bottom), L0 = 1."""
+    return PseudoHuber(d=d, s=2 * eps, delta=2 * eps)
+
+
+def exponent_study(methods: Sequence[str], eps_grid: Sequence[float], lrs: Sequence[float], *, seeds: int, sigma: float,
+                   gap: float = 0.1, max_steps: int = 100_000, measure: str = "avg_expected_norm", seed: int = 0,
+                   n_boot: int = 300, betas: dict | None = None) -> dict:
+    """For each method: the best learning rate's T(eps) on the ramp family, and the fitted exponent.
+
+    Every method sees noise of the same size sigma (Gaussian, E||noise||^2 = sigma^2); clipped SGD
+    clips at gradient norm sigma. Rows are (learning rate, seed); runs stop once the best learning
+    rate has reached eps and twice as many steps have run.
+    """
+    lrs = np.asarray(lrs, dtype=float)
+    out = {}
+    for method in methods:
+        curves = []
+        for i, e in enumerate(eps_grid):
+            p = ramp(e)
+            lr = np.repeat(lrs, seeds)
+            kwargs = {"gamma": lr * sigma} if method == "clipped" else {}
+            if betas and method in betas:
+                kwargs["betas"] = betas[method]
+            tr = run(p, method, p.start(gap, lr.size), steps=max_steps, lr=lr, sigma=sigma, seed=seed + i,
+                     stop=tuned_stop(e, measure, lrs.size, seeds), **kwargs)
+            curves.append(tr.grad_norm.reshape(tr.grad_norm.shape[0], lrs.size, seeds))
+        try:
+            fit = exponent_fit(curves, eps_grid, measure, n_boot=n_boot, seed=seed)
+        except ValueError as err:
+            fit = {"slope": float("nan"), "ci": [float("nan")] * 2, "error": str(err)}
+        fit["best_lr"] = [float(lrs[i]) for i in fit.get("best_lr_index", [])]
+        out[method] = fit
+    return out
+
+
+def effective_steps(problem: Problem, *, sigma: float, lr: float, steps: int, seeds: int, betas=(0.9, 0.95),
+                    start_scale: float = 1.0, seed: int = 0) -> dict:
+    """Median over coordinates (then over seeds) of lr / sqrt(denominator) for AdamS and Adam, and the
+    safe step 1 / (L0 + L1 ||grad f(x_t)||) along each run, with the problem's default (L0, L1)."""
+    L0, L1 = problem.pair()
+    x0 = start_scale * np.random.default_rng(seed).standard_normal((seeds, problem.d))
+    out = {"L0": L0, "L1": L1}
+    for method in ("adams", "adam"):
+        tr = run(problem, method, x0, steps=steps, lr=lr, sigma=sigma, seed=seed, betas=betas, record_step=True)
+        safe = B.safe_step(L0, L1, tr.grad_norm[:-1])
+        ratio = tr.step_median / safe
+        out[method] = {"step_median": np.median(tr.step_median, axis=1), "step_q90": np.median(tr.step_q90, axis=1),
+                       "safe": np.median(safe, axis=1), "grad_norm": np.median(tr.grad_norm, axis=1),
+                       "ratio_median": float(np.median(ratio)), "ratio_q90": float(np.quantile(ratio, 0.9)),
+                       "fraction_above_safe": float(np.mean(ratio > 1))}
+    return out
+
+
+def theory_for_trajectory(local_smoothness, grad_norm, *, delta: float, eps: float | None = None,
+                          l1_grid=None) -> dict:
+    """Pick (L0, L1) on the sample frontier of a probe table by minimizing the exact clipped-GD bound
+    at ``eps`` (default: the smallest gradient norm in the table), and what the theorem recommends.
+
+    The sample frontier only sees the points probed, so it is a lower bound on the true one: the
+    recommended steps are, if anything, too large.
+    """
+    L = np.asarray(local_smoothness, dtype=float)
+    G = np.asarray(grad_norm, dtype=float)
+    keep = np.isfinite(L) & np.isfinite(G) & (G > 0)
+    if keep.sum() < 2:
+        raise ValueError("need at least two probe points with finite local smoothness and gradient norm")
+    eps = float(G[keep].min()) if eps is None else float(eps)
+    l1_grid = np.logspace(-3, 3, 121) if l1_grid is None else np.asarray(l1_grid, dtype=float)
+    L0, L1, value = smoothness.choose_pair(L[keep], G[keep], lambda a, b: B.clipped_gd_iterations(a, b, delta, eps)
+                                           if a > 0 else math.inf, l1_grid)
+    return {**B.recommend(L0, L1, eps, delta), "eps": eps, "delta": float(delta), "points": int(keep.sum())}
