@@ -40,6 +40,7 @@ either Gaussian (:math:`\xi \sim N(0, I/d)`) or bounded (:math:`\xi` uniform on 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
 
@@ -66,7 +67,7 @@ def _l1(l1) -> np.ndarray:
     return l1
 
 
-class Problem:
+class Problem(ABC):
     """Base class: ``value``, ``grad``, ``hessian_norm`` on (n, d) arrays; ``frontier``; ``f_star``."""
 
     name = "problem"
@@ -75,20 +76,25 @@ class Problem:
     l_smooth = False  # True when L0*(0) is finite
     convex = True
 
+    @abstractmethod
     def value(self, x) -> np.ndarray:
-        raise NotImplementedError
+        """f at each row of x: shape (n,)."""
 
+    @abstractmethod
     def grad(self, x) -> np.ndarray:
-        raise NotImplementedError
+        """grad f at each row of x: shape (n, d)."""
 
+    @abstractmethod
     def hessian_norm(self, x) -> np.ndarray:
-        raise NotImplementedError
+        """Spectral norm of the Hessian at each row of x: shape (n,)."""
 
+    @abstractmethod
     def frontier(self, l1) -> np.ndarray:
-        raise NotImplementedError
+        """L0*(L1) for each value in l1 (``inf`` where no finite L0 works)."""
 
+    @abstractmethod
     def max_grad_norm(self, level: float) -> float:
-        raise NotImplementedError
+        """The largest ||grad f|| on {f <= level} (or a stated upper bound)."""
 
     def pair(self, l1: float | None = None) -> tuple[float, float]:
         """A valid (L0, L1) on the frontier; ``l1`` defaults to the problem's natural choice."""
