@@ -23,7 +23,7 @@ import sympy as sp
 from analysis import derivations
 
 __all__ = ["L0", "L1", "G", "r", "s", "eta", "gamma", "segment", "descent_factor", "clipped_kappa_at_defaults",
-           "step_bound", "first_step"]
+           "step_bound", "step_bound_default_form", "first_step"]
 
 L0, L1, G, r, s = sp.symbols("L0 L1 G r s", positive=True)
 eta, gamma = sp.symbols("eta gamma", positive=True)
@@ -62,6 +62,22 @@ def step_bound() -> tuple[sp.Expr, sp.Expr]:
     """sup |m_t| / sqrt(nu_t) at eps = 0 (paper-text form, t >= 2) and the ratio m_{t-1}/g_t attaining it."""
     squared, x_star = derivations.step_bound_squared()
     return sp.sqrt(squared), x_star
+
+
+def step_bound_default_form() -> tuple[sp.Expr, sp.Symbol]:
+    """The default (bias-corrected) form at step t >= 2: sup of |m_t / c_t| / sqrt(nu_t) at eps = 0.
+
+    With M = m_{t-1} / c_t the step is (beta1 M + (1 - beta1) g / c_t) / sqrt(beta2 M^2 + (1 - beta2) g^2),
+    the paper-text ratio with 1 - beta1 replaced by (1 - beta1) / c_t; maximized over x = M / g.
+    Returns the supremum and the symbol ``c`` standing for c_t = 1 - beta1^t.
+    """
+    x = sp.Symbol("x", real=True)
+    c = sp.Symbol("c", positive=True)
+    b1, b2 = derivations.beta1, derivations.beta2
+    f = (b1 * x + (1 - b1) / c) ** 2 / (b2 * x**2 + 1 - b2)
+    critical = [p for p in sp.solve(sp.diff(f, x), x) if sp.simplify(b1 * p + (1 - b1) / c) != 0]
+    (x_star,) = critical
+    return sp.sqrt(sp.simplify(f.subs(x, x_star))), c
 
 
 def first_step(bias_correction: bool) -> sp.Expr:

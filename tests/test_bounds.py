@@ -49,6 +49,10 @@ def test_step_bound_matches_sympy_and_adams(betas):
     sub = {b1: betas[0], b2: betas[1]}
     assert B.step_bound(*betas) == pytest.approx(float(expr.subs(sub)), rel=1e-12)
     assert B.step_bound(*betas) == adams.step_bound(*betas)
+    default, c = bd.step_bound_default_form()
+    for t in (2, 3, 10, 100):
+        value = float(default.subs({**sub, c: 1 - betas[0] ** t}))
+        assert adams.step_bound(*betas, bias_correction=True, step=t) == pytest.approx(value, rel=1e-12)
     for bc in (True, False):
         assert B.first_step_size(1.0, *betas, bias_correction=bc) == pytest.approx(float(bd.first_step(bc).subs(sub)))
 
@@ -116,6 +120,7 @@ def _exact_cases():
         yield Quartic(d=5, c=float(rng.uniform(0.2, 3))), float(rng.uniform(0.2, 5)), 0.8
         a = float(rng.uniform(0.3, 4))
         yield Cosh(d=5, a=a), a * float(rng.uniform(1, 2)), 1.5 / a
+    yield Cosh(d=500, a=1.0), 1.0, 0.3  # high-dimensional
     yield Quadratic(tuple(np.logspace(-1, 1, 5))), 0.0, 1.0
     yield Cauchy(d=5), 0.0, 2.0
 
