@@ -21,8 +21,10 @@ Three implementations of the same function live here and in :mod:`adams._fused`:
 * :func:`adams._fused.fused_adams_` — one pass over memory in a compiled kernel, which also
   increments the step counters.
 
-:func:`adams` is the entry point the optimizer calls: it views complex tensors as real pairs, groups
-tensors and dispatches to one of the three.
+:func:`adams` is the entry point the optimizer calls: it replaces distributed tensors (``DTensor``, as
+FSDP2 makes them) by the shards this process holds, views complex tensors as real pairs, groups
+tensors and dispatches to one of the three. The update is per coordinate, so each process updates
+its own shards with no communication, and every path, the fused kernel included, runs on them.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from torch import Tensor
 
 from adams import _fused
 
-__all__ = ["adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor"]
+__all__ = ["adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor", "local_shards"]
 
 Impl = Literal["forloop", "foreach", "fused"]
 
@@ -167,11 +169,53 @@ def _foreach_batch_(w, g, m, *, c, lr, beta1, beta2, eps, weight_decay, maximize
 
 
 _dtype = attrgetter("dtype")
+_PLAIN = frozenset((Tensor, torch.nn.Parameter))
 _COMPLEX = frozenset((torch.complex32, torch.complex64, torch.complex128))
 
 
 def _as_real(t: Tensor) -> Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
+
+
+def local_shards(
+    params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor]
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """Replace each distributed tensor (``torch.distributed.tensor.DTensor``) by its local shard.
+
+    Plain tensors pass through. A parameter that is a DTensor needs a DTensor gradient and
+    momentum; a gradient laid out differently from its parameter (another mesh or placements, say
+    ``Partial`` after a tensor-parallel layer) is first redistributed to the parameter's layout,
+    which communicates. A momentum laid out differently is an error, since it is updated in place.
+    The shards share memory with the DTensors, so writing them updates the DTensors.
+    """
+    types = set(map(type, params)) | set(map(type, grads)) | set(map(type, exp_avgs))
+    if types <= _PLAIN:
+        return list(params), list(grads), list(exp_avgs)
+    from torch.distributed.tensor import DTensor
+
+    shards: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+    with torch.no_grad():  # to_local then returns the local tensor itself, not an autograd view
+        for i, (p, g, m) in enumerate(zip(params, grads, exp_avgs)):
+            distributed = [isinstance(t, DTensor) for t in (p, g, m)]
+            if not any(distributed):
+                for out, t in zip(shards, (p, g, m)):
+                    out.append(t)
+                continue
+            if not all(distributed):
+                kinds = ", ".join(f"{name} is {'a DTensor' if d else 'a plain tensor'}"
+                                  for name, d in zip(("param", "grad", "exp_avg"), distributed))
+                raise ValueError(f"tensor {i}: {kinds}; all three must be DTensors or all plain tensors")
+            if any(pl.is_partial() for pl in p.placements):
+                raise ValueError(f"param {i} has a Partial placement {p.placements}; a parameter must be "
+                                 "sharded or replicated")
+            if g.device_mesh != p.device_mesh or g.placements != p.placements:
+                g = g.redistribute(p.device_mesh, p.placements)
+            if m.device_mesh != p.device_mesh or m.placements != p.placements:
+                raise ValueError(f"exp_avg {i} has placements {m.placements} but param {i} has {p.placements} "
+                                 "(or another device mesh); the momentum must be laid out as its parameter")
+            for out, t in zip(shards, (p, g, m)):
+                out.append(t.to_local())
+    return shards
 
 
 def _step_counts(state_steps: Sequence[Tensor]) -> list[int]:
@@ -212,6 +256,7 @@ def adams(
     this step :math:`t = 1`. The fused path reads and increments float32 CPU counters inside the
     kernel; the other paths with one ``torch._foreach_add_``.
 
+    Distributed tensors (``DTensor``) are updated through their local shards (:func:`local_shards`).
     Complex tensors are updated as pairs of real numbers (``torch.view_as_real``), so the
     denominator is formed per real and per imaginary part, as in ``torch.optim.AdamW``.
     """
@@ -226,6 +271,7 @@ def adams(
         lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
         bias_correction=bias_correction, maximize=maximize,
     )
+    params, grads, exp_avgs = local_shards(params, grads, exp_avgs)
     dtypes = set(map(_dtype, params))
     if not dtypes.isdisjoint(_COMPLEX):
         params, grads, exp_avgs = ([_as_real(t) for t in ts] for ts in (params, grads, exp_avgs))

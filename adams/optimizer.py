@@ -71,7 +71,14 @@ class AdamS(torch.optim.Optimizer):
         nonfinite: ``None`` (default: no check, as in ``torch.optim``), ``"raise"`` to raise
             :class:`FloatingPointError` when any gradient holds a NaN or an infinity, or
             ``"skip"`` to skip the whole step, leaving every parameter and all state untouched
-            (counted in :attr:`skipped_steps`). Checked before anything is modified.
+            (counted in :attr:`skipped_steps`). Checked before anything is modified; with
+            distributed (``DTensor``) gradients all processes of their meshes agree on the verdict.
+
+    **Distributed training.** Under ``DistributedDataParallel`` parameters are plain tensors and
+    nothing changes. Under FSDP2 (``torch.distributed.fsdp.fully_shard``) parameters, gradients and
+    ``exp_avg`` are ``DTensor`` shards: each process updates the shard it holds, with no extra
+    communication, on the same path (the fused kernel included) as for plain tensors, and holds
+    ``1/world_size`` of the momentum. :mod:`adams.distributed` saves and loads sharded checkpoints.
 
     Example:
         >>> import torch, adams
@@ -133,6 +140,7 @@ class AdamS(torch.optim.Optimizer):
         )
         self.nonfinite = nonfinite
         self.skipped_steps = 0
+        self._warned_no_grad = False
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
@@ -146,6 +154,7 @@ class AdamS(torch.optim.Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("nonfinite", None)
         self.__dict__.setdefault("skipped_steps", 0)
+        self.__dict__.setdefault("_warned_no_grad", False)
         for group in self.param_groups:  # groups saved before an option existed get its default
             group.setdefault("bias_correction", True)
             group.setdefault("maximize", False)
@@ -180,6 +189,11 @@ class AdamS(torch.optim.Optimizer):
                     "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
                 )
             with_grad.append((params, grads))
+        if not self._warned_no_grad and not any(params for params, _ in with_grad):
+            self._warned_no_grad = True
+            warnings.warn("AdamS.step(): no parameter has a gradient, so nothing changes. If the model was "
+                          "wrapped after the optimizer was made (FSDP2's fully_shard replaces the parameters), "
+                          "make the optimizer after wrapping.", stacklevel=2)
         if self.nonfinite is not None and not _all_finite([g for _, gs in with_grad for g in gs]):
             if self.nonfinite == "raise":
                 raise FloatingPointError(
@@ -263,8 +277,32 @@ def _validate(group: dict) -> None:
 
 
 def _all_finite(grads: list[Tensor]) -> bool:
+    """True if no gradient holds a NaN or an infinity, on any process that holds a shard of one.
+
+    Distributed gradients (``DTensor``) are checked through their local shards, and the verdict is
+    then agreed over every process group of their device meshes, so that all processes skip, or
+    all take, the same step.
+    """
     if not grads:
         return True
-    real = [torch.view_as_real(g) if g.is_complex() else g for g in grads]
-    norms = torch._foreach_norm(real, float("inf"))
-    return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
+    meshes = []
+    local = []
+    for g in grads:
+        mesh = getattr(g, "device_mesh", None)
+        if mesh is not None:  # a DTensor
+            if not any(mesh is seen for seen in meshes):
+                meshes.append(mesh)
+            g = g.to_local()
+        local.append(torch.view_as_real(g) if g.is_complex() else g)
+    norms = torch._foreach_norm(local, float("inf"))
+    finite = bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
+    if meshes:
+        import torch.distributed as dist
+
+        flag = torch.tensor(0.0 if finite else 1.0)
+        for mesh in meshes:  # in the order the gradients list them, the same on every process
+            flag = flag.to(mesh.device_type)
+            for dim in range(mesh.ndim):
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=mesh.get_group(dim))
+        finite = flag.item() == 0.0
+    return finite

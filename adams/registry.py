@@ -5,7 +5,8 @@
 ``adamw``      :class:`torch.optim.AdamW`
 ``sgdm``       :class:`torch.optim.SGD` with momentum (default 0.9; ``betas[0]`` is used if given)
 ``adam-mini``  ``adam_mini.Adam_mini``, the authors' PyPI package ``adam-mini`` (not re-implemented);
-               needs ``model_dim`` and ``n_heads`` and parameter names it recognizes
+               needs ``model_dim`` and ``n_heads`` and parameter names it recognizes; under FSDP2,
+               ``n_heads`` must divide over the shards (checked, with a clear error)
 ``adapm``      :class:`adams.adapm.AdaPMReconstruction`, *our reconstruction* of AdaPM (no code
                was released)
 =============  ===================================================================================
@@ -72,8 +73,35 @@ def _adam_mini(named, lr, betas, eps, weight_decay, model_dim=None, n_heads=None
     if model_dim is None or n_heads is None:
         raise TypeError("adam-mini needs model_dim= (the transformer width) and n_heads= (attention heads), "
                         "which it uses to split query and key matrices by head")
+    _check_adam_mini_shards(named, n_heads)
     return Adam_mini(named, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, dim=model_dim,
                      n_heads=n_heads, verbose=False, **extra)
+
+
+def _dim0_shards(p: torch.Tensor) -> int:
+    """Into how many pieces a DTensor's first dimension is cut (1 for a plain tensor)."""
+    placements, mesh = getattr(p, "placements", None), getattr(p, "device_mesh", None)
+    if placements is None or mesh is None:
+        return 1
+    pieces = 1
+    for i, placement in enumerate(placements):
+        if placement.is_shard(0):
+            pieces *= mesh.size(i)
+    return pieces
+
+
+def _check_adam_mini_shards(named, n_heads: int) -> None:
+    """Adam-mini views each query and key weight as (heads, -1) rows; under FSDP2 (DTensor
+    parameters cut along their first dimension) that view exists only if every shard holds whole
+    heads. Measured with the package's 1.1.1 on 2 processes: 2 heads train as in one process, 3
+    heads fail inside ``step`` with a DTensor sharding-propagation error. Fail early instead."""
+    for name, p in named:
+        pieces = _dim0_shards(p)
+        if pieces > 1 and n_heads % pieces:
+            raise ValueError(
+                f"adam-mini cannot run on this sharding: it splits query and key weights by attention head, and "
+                f"{n_heads} heads do not divide over the {pieces} shards that each weight's first dimension is "
+                f"cut into. Use a number of FSDP2 processes that divides n_heads, or another optimizer.")
 
 
 def _adapm(named, lr, betas, eps, weight_decay, **extra):

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None, *, notebook_dir: Path = NOTEBOOK_DIR) ->
         repro.write(out_dir, repro_path)
         print(f"\nWrote {repro_path}")
         if out_dir == DEFAULT_OUT and repro.update_readme(out_dir, README):
-            print(f"Updated the step-time table in {README}")
+            print(f"Updated the generated tables in {README}")
     except (ValueError, OSError) as err:
         print(f"\nCould not regenerate {repro_path}: {err}", file=sys.stderr)
         return 1

@@ -48,8 +48,8 @@ from analysis import corpus as corpus_mod
 from analysis.gpt import GPT, GPTConfig
 from analysis.results import atomic_write_text
 
-__all__ = ["TrainConfig", "TrainResult", "train", "run_many", "build", "sample_batch", "lm_loss", "evaluate",
-           "momentum_norm", "default_cache_dir"]
+__all__ = ["TrainConfig", "TrainResult", "train", "run_many", "build", "init_model", "make_optimizer", "sample_batch",
+           "lm_loss", "evaluate", "momentum_norm", "default_cache_dir"]
 
 MOMENTUM_KEYS = ("exp_avg", "momentum_buffer", "m", "row_exp_avg")
 VAL_SEQUENCES = 32  # per validation batch
@@ -166,18 +166,28 @@ def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
 
-def build(config: TrainConfig, vocab: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """The model (initialized from ``config.seed``, global RNG untouched) and its optimizer."""
+def init_model(config: TrainConfig, vocab: int) -> torch.nn.Module:
+    """The model, initialized from ``config.seed`` (the global RNG is left untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = GPT(config.model_config(vocab))
+        return GPT(config.model_config(vocab))
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """``config``'s optimizer over ``model``'s parameters (create it after any wrapping, such as FSDP2's
+    ``fully_shard``, that replaces the parameters)."""
     extra = dict(config.optimizer_kwargs)
     if config.optimizer == "adam-mini":
         extra.setdefault("model_dim", config.width)
         extra.setdefault("n_heads", config.heads)
-    optimizer = adams.make_optimizer(config.optimizer, model.named_parameters(), lr=config.lr, betas=config.betas,
-                                     eps=config.eps, weight_decay=config.weight_decay, **extra)
-    return model, optimizer
+    return adams.make_optimizer(config.optimizer, model.named_parameters(), lr=config.lr, betas=config.betas,
+                                eps=config.eps, weight_decay=config.weight_decay, **extra)
+
+
+def build(config: TrainConfig, vocab: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The model (:func:`init_model`) and its optimizer (:func:`make_optimizer`)."""
+    model = init_model(config, vocab)
+    return model, make_optimizer(config, model)
 
 
 @torch.no_grad()

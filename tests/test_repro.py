@@ -264,6 +264,32 @@ def test_readme_step_time_table_matches_the_committed_results():
     assert text[begin:text.index(repro.README_END)].strip() == table.strip()
 
 
+def test_readme_distributed_table_matches_the_committed_results():
+    from analysis.figures import DEFAULT_OUT, README
+
+    table = repro.distributed_table(DEFAULT_OUT)
+    assert table is not None, "figures/training_distributed.json is missing: run make figures"
+    assert "| AdamS, FSDP2 |" in table and "| AdamW, DDP |" in table
+    text = README.read_text()
+    begin = text.index(repro.DISTRIBUTED_BEGIN) + len(repro.DISTRIBUTED_BEGIN)
+    assert text[begin:text.index(repro.DISTRIBUTED_END)].strip() == table.strip()
+
+
+def test_update_readme_needs_the_markers_of_every_measured_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(repro, "README_BLOCKS", {
+        "step-time table": (repro.README_BEGIN, repro.README_END, lambda d: "STEP"),
+        "distributed table": (repro.DISTRIBUTED_BEGIN, repro.DISTRIBUTED_END, lambda d: "DIST")})
+    readme = tmp_path / "README.md"
+    body = f"a\n{repro.README_BEGIN}\nold\n{repro.README_END}\nb\n"
+    readme.write_text(body)
+    with pytest.raises(ValueError, match="the distributed table markers are missing"):
+        repro.update_readme(tmp_path, readme)
+    assert readme.read_text() == body  # nothing written when one block cannot be placed
+    readme.write_text(body + f"{repro.DISTRIBUTED_BEGIN}\n{repro.DISTRIBUTED_END}\n")
+    assert repro.update_readme(tmp_path, readme)
+    assert "STEP" in readme.read_text() and f"{repro.DISTRIBUTED_BEGIN}\nDIST\n" in readme.read_text()
+
+
 def test_update_readme_replaces_only_the_marked_block(tmp_path, monkeypatch):
     from analysis import steptime
 

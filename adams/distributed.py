@@ -1,0 +1,227 @@
+"""AdamS under ``torch.distributed``: sharded checkpoints and per-process memory.
+
+:class:`adams.AdamS` needs no wrapper under ``DistributedDataParallel`` or FSDP2
+(``torch.distributed.fsdp.fully_shard``): its state is per coordinate, so each process keeps and
+updates the momentum of the shard it holds. This module adds what a training loop needs around it:
+
+* :func:`save_checkpoint` / :func:`load_checkpoint`: model and optimizer through
+  ``torch.distributed.checkpoint`` (DCP), one file per process, loadable on any number of processes
+  (a checkpoint saved by 2 processes loads into 1, or into 4, and back). Saving is atomic: the
+  checkpoint appears under its name only once every process has written its part. Loading never
+  runs pickled code: non-tensor entries (the optimizer's hyperparameters) are read with
+  ``torch.load(..., weights_only=True)``.
+* :func:`state_bytes_per_rank`: the optimizer-state bytes each process holds.
+
+All of it works in one process without ``torch.distributed`` initialized, so the same code saves
+on a cluster and resumes on a laptop.
+
+>>> import tempfile, torch, adams
+>>> from adams.distributed import save_checkpoint, load_checkpoint
+>>> model = torch.nn.Linear(3, 2)
+>>> opt = adams.AdamS(model.parameters(), lr=0.1)
+>>> model(torch.ones(4, 3)).sum().backward(); opt.step()
+>>> path = tempfile.mkdtemp() + "/step-1"
+>>> save_checkpoint(path, model, opt, extra={"step": 1}).name
+'step-1'
+>>> twin = torch.nn.Linear(3, 2)
+>>> twin_opt = adams.AdamS(twin.parameters(), lr=0.1)
+>>> load_checkpoint(path, twin, twin_opt)
+{'step': 1}
+>>> torch.equal(twin.weight, model.weight), torch.equal(twin_opt.state[twin.weight]["exp_avg"],
+...                                                     opt.state[model.weight]["exp_avg"])
+(True, True)
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.distributed as dist
+
+from adams.memory import state_bytes
+from adams.optimizer import AdamS
+
+__all__ = ["save_checkpoint", "load_checkpoint", "state_bytes_per_rank", "CheckpointError"]
+
+_EXTRA_TYPES = (bool, int, float)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete, or does not match the model and optimizer."""
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank() -> int:
+    return dist.get_rank() if _distributed() else 0
+
+
+def _barrier() -> None:
+    if _distributed():
+        dist.barrier()
+
+
+@contextmanager
+def _quiet_single_process():
+    """DCP warns that it assumes one process when torch.distributed is not initialized: so do we."""
+    with warnings.catch_warnings():
+        if not _distributed():
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
+def _fill_state(optimizer: torch.optim.Optimizer) -> None:
+    """Give every AdamS parameter its state (``step`` 0, zero momentum) if it has none yet.
+
+    DCP needs a state entry for every parameter, and makes missing ones by taking a step with zero
+    gradients and learning rate 0; for AdamS that records step 1 instead of 0, and with ``eps=0`` it
+    writes 0/0 = NaN into the parameters. This is the state AdamS would create at its first step.
+    """
+    if not isinstance(optimizer, AdamS):
+        return
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if not state:
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
+
+    if optimizer is None:
+        return {"model": get_model_state_dict(model)}
+    _fill_state(optimizer)
+    model_state, optim_state = get_state_dict(model, optimizer)
+    return {"model": model_state, "optim": optim_state}
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    *, extra: Mapping[str, bool | int | float | torch.Tensor] | None = None,
+                    overwrite: bool = False) -> Path:
+    """Save ``model`` and ``optimizer`` (sharded or not) to the directory ``path``; every process calls it.
+
+    ``extra`` holds small named values to restore with them (the step, a data-loader position):
+    numbers or tensors. The files are written to ``<path>.partial`` and renamed to ``path`` once
+    every process has finished, so an interrupted save leaves no checkpoint that looks complete.
+    An existing ``path`` raises ``FileExistsError`` unless ``overwrite=True``. All processes must
+    see the same file system.
+    """
+    import torch.distributed.checkpoint as dcp
+
+    path = Path(path)
+    extra = dict(extra or {})
+    for key, value in extra.items():
+        if not isinstance(value, (*_EXTRA_TYPES, torch.Tensor)):
+            raise TypeError(f"extra[{key!r}] is a {type(value).__name__}; only numbers and tensors are saved")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"checkpoint {path} exists; pass overwrite=True to replace it")
+    partial = path.with_name(path.name + ".partial")
+    if _rank() == 0 and partial.exists():
+        shutil.rmtree(partial)  # left by an interrupted save
+    _barrier()
+    state = _state(model, optimizer)
+    state["extra"] = {k: torch.as_tensor(v) for k, v in extra.items()}
+    with _quiet_single_process():
+        dcp.save(state, checkpoint_id=str(partial))
+    _barrier()
+    if _rank() == 0:
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(partial, path)
+    _barrier()
+    return path
+
+
+def _safe_load_planner():
+    from torch.distributed.checkpoint import DefaultLoadPlanner
+
+    class SafeLoadPlanner(DefaultLoadPlanner):
+        """DCP's default planner, but non-tensor entries are read with ``weights_only=True``."""
+
+        def load_bytes(self, read_item, value: io.BytesIO) -> None:
+            try:
+                obj = torch.load(value, weights_only=True)
+            except Exception as err:  # the unpickler refuses anything but plain data
+                reason = next((line for line in str(err).splitlines() if "Unsupported global" in line),
+                              str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__)
+                raise CheckpointError(
+                    f"entry {read_item.dest_index.fqn!r} of the checkpoint is not plain data and was not "
+                    f"loaded (torch.load with weights_only=True refused it: {reason.strip()})") from None
+            plain = io.BytesIO()
+            torch.save(obj, plain)  # plain data only: safe for the default planner to read back
+            plain.seek(0)
+            super().load_bytes(read_item, plain)
+
+    return SafeLoadPlanner()
+
+
+def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None) -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` into ``model`` and ``optimizer``, in place.
+
+    Every process calls it, with the model already wrapped (or not) as it will train: the saved
+    shards are redistributed to the current layout and number of processes. Returns ``extra`` as
+    saved (tensors of one element as Python numbers). A missing or incomplete checkpoint, or one
+    whose parameters do not match the model, raises :class:`CheckpointError`.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_state_dict
+
+    path = Path(path)
+    if not (path / ".metadata").is_file():
+        hint = " (an interrupted save left a .partial directory)" if path.with_name(path.name + ".partial").exists() else ""
+        raise CheckpointError(f"{path} is not a complete checkpoint: no .metadata file{hint}")
+    reader = dcp.FileSystemReader(str(path))
+    saved = reader.read_metadata().state_dict_metadata
+    extra_keys = sorted(k.split(".", 1)[1] for k in saved if k.startswith("extra."))
+    if optimizer is not None and not any(k.startswith("optim.") for k in saved):
+        raise CheckpointError(f"{path} holds no optimizer state; pass optimizer=None to load the model only")
+    state = _state(model, optimizer)
+    unexpected = sorted({k[len("model."):] for k in saved if k.startswith("model.")} - set(state["model"]))
+    if unexpected:
+        raise CheckpointError(f"{path} holds parameters or buffers this model does not have: "
+                              f"{', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+    state["extra"] = {k: torch.empty(saved[f"extra.{k}"].size, dtype=saved[f"extra.{k}"].properties.dtype)
+                      for k in extra_keys}
+    try:
+        with _quiet_single_process():
+            dcp.load(state, storage_reader=reader, planner=_safe_load_planner())
+    except CheckpointException as err:  # a BaseException, holding each failed process's exception
+        causes = [exc for exc, _ in err.failures.values()]
+        ours = next((c for c in causes if isinstance(c, CheckpointError)), None)
+        if ours is not None:
+            raise CheckpointError(str(ours)) from None
+        raise CheckpointError(f"cannot load {path} into this model and optimizer: "
+                              f"{type(causes[0]).__name__}: {causes[0]}") from None
+    except Exception as err:
+        raise CheckpointError(f"cannot load {path} into this model and optimizer: {err}") from err
+    if optimizer is None:
+        set_model_state_dict(model, state["model"])
+    else:
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    return {k: (v.item() if v.numel() == 1 else v) for k, v in state["extra"].items()}
+
+
+def state_bytes_per_rank(optimizer: torch.optim.Optimizer, group: dist.ProcessGroup | None = None) -> list[int]:
+    """:func:`adams.state_bytes` of every process of ``group`` (all processes call it), by rank.
+
+    Under FSDP2 each process counts the shards it holds. Without ``torch.distributed`` initialized,
+    a list of one number.
+    """
+    mine = int(state_bytes(optimizer))
+    if not _distributed():
+        return [mine]
+    gathered: list[int | None] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(gathered, mine, group=group)
+    return [int(b) for b in gathered]
