@@ -114,27 +114,33 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, threads: int | N
             log = open(Path(tmp) / f"rank{rank}.log", "w+")
             logs.append(log)
             stream = None if (show_rank0 and rank == 0) else log
-            processes.append(subprocess.Popen([sys.executable, "-c", code, str(spec_path)], env={**env, "ADAMS_RANK": str(rank)},
-                                              stdout=stream, stderr=stream))
+            processes.append(subprocess.Popen([sys.executable, "-c", code, str(spec_path)], stdout=stream,
+                                              stderr=stream, env={**env, "ADAMS_RANK": str(rank)}))
+        killed: set[int] = set()
         try:
             deadline = time.monotonic() + timeout
-            while any(p.poll() is None for p in processes):
-                failed = [r for r, p in enumerate(processes) if p.returncode not in (None, 0)]
-                if failed or time.monotonic() > deadline:
+            while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+                if any(p.returncode not in (None, 0) for p in processes):
+                    # the others usually fail within moments (their peer is gone): let them say why, so
+                    # that the process that failed first is reported along with the ones it took down
+                    grace = min(deadline, time.monotonic() + 5.0)
+                    while any(p.poll() is None for p in processes) and time.monotonic() < grace:
+                        time.sleep(0.05)
                     break
                 time.sleep(0.05)
-            failed = [r for r, p in enumerate(processes) if p.returncode not in (None, 0)]
-            running = any(p.poll() is None for p in processes)
         finally:
-            for p in processes:
+            for rank, p in enumerate(processes):
                 if p.poll() is None:
                     p.kill()
                     p.wait()
+                    killed.add(rank)
             tails = []
             for rank, log in enumerate(logs):
                 log.seek(0)
                 tails.append(log.read()[-3000:])
                 log.close()
+        failed = [r for r, p in enumerate(processes) if r not in killed and p.returncode != 0]
+        running = bool(killed) and not failed
         if failed:
             details = "\n".join(f"--- rank {r} (exit code {processes[r].returncode}) ---\n{tails[r]}" for r in failed)
             raise RuntimeError(f"{fn.__qualname__} failed on {len(failed)} of {world_size} processes:\n{details}")
