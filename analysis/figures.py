@@ -6,7 +6,8 @@
     python -m analysis.figures --out /tmp/figs      # write figures, JSON and paper_repro.md there
     python -m analysis.figures --list               # the notebook names
 
-Notebooks are jupytext percent-format ``.py`` files in ``notebooks/``. They are valid Python
+Notebooks are jupytext percent-format ``.py`` files in ``notebooks/``, run in the course order
+(:data:`COURSE`). They are valid Python
 scripts, so each runs as ``python notebooks/<name>.py`` in a fresh subprocess: no Jupyter kernel,
 no state shared between notebooks. The subprocess gets ``cwd`` = repository root, ``MPLBACKEND=Agg``,
 ``ADAMS_FIGURES_DIR`` = the output directory, ``ADAMS_QUICK=1`` with ``--quick`` (otherwise the
@@ -47,13 +48,30 @@ class Run:
     stderr: str = ""
 
 
+# The course track, and the order in which `make figures` runs the notebooks: from the update itself
+# to the experiments. It is also an order of dependencies: training_memory reuses the parity runs
+# (through the training cache) and bounds_vs_simulation reads training_smoothness.json.
+COURSE = (
+    "adams_from_scratch",     # the update, its bounded step, its first step, its memory
+    "optimizer_cost",         # what a step costs against the memory-bandwidth floor
+    "stationary_statistics",  # why momentum can normalize: V against S under gradient noise
+    "smoothness_probes",      # measuring (L0, L1)-smoothness
+    "training_parity",        # AdamS against its peers on Shakespeare
+    "training_memory",
+    "training_betas",
+    "training_batch_size",
+    "training_smoothness",    # the probes on the training trajectories
+    "bounds_vs_simulation",   # convergence bounds against simulations and the measured trajectory
+    "training_distributed",   # the same model on several processes
+)
+
+
 def discover(notebook_dir: Path = NOTEBOOK_DIR) -> dict[str, Path]:
-    """Notebook name -> path for every ``*.py`` in ``notebook_dir`` (skipping ``_private.py``)."""
-    return {
-        p.stem: p
-        for p in sorted(notebook_dir.glob("*.py"))
-        if not p.name.startswith("_") and p.is_file()
-    }
+    """Notebook name -> path for every ``*.py`` in ``notebook_dir`` (skipping ``_private.py``), in
+    course order (:data:`COURSE`), then any others by name."""
+    found = {p.stem: p for p in sorted(notebook_dir.glob("*.py")) if not p.name.startswith("_") and p.is_file()}
+    rank = {name: i for i, name in enumerate(COURSE)}
+    return {name: found[name] for name in sorted(found, key=lambda n: (rank.get(n, len(COURSE)), n))}
 
 
 def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:

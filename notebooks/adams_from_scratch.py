@@ -32,7 +32,7 @@
 #    $\eta/\sqrt{1-\beta_2} \approx 4.47\,\eta$, without it $(1-\beta_1)\eta/\sqrt{1-\beta_2}$,
 #    and AdamW's is about $\eta$.
 #
-# **After working through it you should be able to**
+# **Learning goals.** After working through it you should be able to
 #
 # * write the AdamS update from memory, in both forms, and say which momentum the denominator uses;
 # * explain why the step is bounded, derive the constant with Cauchy-Schwarz, and use it to pick

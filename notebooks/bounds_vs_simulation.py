@@ -368,3 +368,31 @@ numbers = {
     "registry": registry.to_dict(orient="records"),
 }
 print(save_results(NAME, numbers, claims))
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Lemma 2's factor $\varphi(u) = (e^u - 1 - u)/u^2$ multiplies the quadratic term of the descent
+#    remainder. What is its limit as $u \to 0$ (the L-smooth case), and its value at $u = 1$?
+#    (Answers: 1/2, and $e - 2$.) Check `analysis.l0l1.descent_factor` against both.
+# 2. With the theorem's defaults $\eta = 1/(2L_0)$, $\gamma = 1/(2L_1)$, clipped GD keeps the fraction
+#    $\kappa = 1 - (\eta L_0 + L_1\gamma)\,\varphi(L_1\gamma)$ of its first-order decrease. Show that
+#    $\kappa = 7 - 4\sqrt{e}$ for every $(L_0, L_1)$: check it with sympy and with numbers at three pairs.
+#
+# Answers (computed, then checked):
+
+# %%
+import sympy as sp
+
+from analysis import l0l1
+
+u_small = np.array([1e-8, 1e-6, 1e-4])
+assert np.allclose(l0l1.descent_factor(u_small), 0.5, atol=1e-4)
+assert abs(float(l0l1.descent_factor(1.0)) - (np.e - 2)) < 1e-15
+print(f"1. phi(1e-8) = {float(l0l1.descent_factor(1e-8)):.6f}, phi(1) = {float(l0l1.descent_factor(1.0)):.6f} = e - 2")
+kappa = bd.clipped_kappa_at_defaults()
+assert sp.simplify(kappa - (7 - 4 * sp.sqrt(sp.E))) == 0
+for L0_, L1_ in ((1.0, 1.0), (7.23, 22.4), (100.0, 0.01)):
+    value = float(l0l1.clipped_gd_kappa(L0_, L1_, 1 / (2 * L0_), 1 / (2 * L1_)))
+    assert abs(value - (7 - 4 * np.sqrt(np.e))) < 1e-12
+print(f"2. kappa = {kappa} = {float(kappa):.6f} at every (L0, L1)")

@@ -181,3 +181,30 @@ claims = [
 ]
 numbers = {"steptime": result, "ratios": {s: {k: r.as_dict() for k, r in v.items()} for s, v in ratios.items()}}
 print(save_results(NAME, numbers, claims))
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. The traffic model counts the bytes one step must move per float32 parameter. Which counts does
+#    it use for fused AdamS and fused AdamW, and what step-time ratio would a step that runs exactly
+#    at the memory floor give? (Answer: 20 and 28 bytes, so 5/7 = 0.714.)
+# 2. Recompute the fused AdamS step's effective bandwidth (bytes moved per second) from the number
+#    of parameters, the bytes per parameter and the median time, and check it against the table.
+# 3. A bfloat16 model with bfloat16 momentum moves 10 bytes per parameter in an AdamS step. At the
+#    measured copy bandwidth, what is its floor relative to the float32 floor? (Answer: one half.)
+#
+# Answers (computed, then checked):
+
+# %%
+for set_name, timing in result["sets"].items():
+    opt = timing["optimizers"]
+    bytes_s, bytes_w = opt["adams_fused"]["bytes_per_param"], opt["adamw_fused"]["bytes_per_param"]
+    assert (bytes_s, bytes_w) == (20, 28)
+    at_floor = opt["adams_fused"]["floor_ms"] / opt["adamw_fused"]["floor_ms"]
+    assert abs(at_floor - 5 / 7) < 1e-12
+    gbs = timing["num_params"] * bytes_s / (opt["adams_fused"]["median_ms"] * 1e-3) / 1e9
+    assert abs(gbs - opt["adams_fused"]["effective_gbs"]) <= 1e-9 * gbs
+    bf16_floor = timing["num_params"] * 10 / (timing["copy"]["bandwidth_gbs"] * 1e9) * 1e3
+    assert abs(bf16_floor / opt["adams_fused"]["floor_ms"] - 0.5) < 1e-12
+    print(f"{set_name}: floor ratio {at_floor:.3f}, measured ratio {opt['adams_fused']['ratio_to_adamw_fused']:.3f}; "
+          f"AdamS moves {gbs:.1f} GB/s; a bf16 step's floor is {bf16_floor:.2f} ms")

@@ -117,3 +117,26 @@ claims = [{
 numbers = {"batches": list(BATCHES), "gaps": {str(b): g for b, g in gaps.items()},
            "finals": {f"{o}_{b}": f for (o, b), f in finals.items()}, "seeds": list(SEEDS)}
 print(save_results(NAME, numbers, claims))
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Check that every run saw the same number of training tokens (steps x batch x block).
+# 2. The stationary analysis says what a larger batch does: the noise of a mean over B examples falls
+#    as $1/\sqrt{B}$, so the signal-to-noise ratio $\mu/\sigma$ grows as $\sqrt{B}$. Suppose
+#    $\mu/\sigma = 0.25$ at the smallest batch. Use `analysis.stationary.moments` at (0.9, 0.95) to
+#    compute $E[V_\infty]/E[S_\infty]$ at each batch size of this notebook. Does it approach 1?
+#
+# Answers (computed, then checked):
+
+# %%
+from analysis.stationary import moments
+
+tokens = {(o, b, s): r.config["steps"] * r.config["batch_size"] * r.config["block"] for (o, b, s), r in results.items()}
+assert len(set(tokens.values())) == 1
+print(f"1. every run: {next(iter(tokens.values())):,} training tokens")
+snr = {b: 0.25 * np.sqrt(b / BATCHES[0]) for b in BATCHES}
+mean_ratio = {b: float(m["E_V"] / m["E_S"]) for b in BATCHES
+              for m in [moments(mu=snr[b], sigma=1.0, beta1=0.9, beta2=0.95)]}
+assert all(mean_ratio[x] < mean_ratio[y] < 1 for x, y in zip(BATCHES, BATCHES[1:]))
+print("2. E[V]/E[S] by batch: " + ", ".join(f"B={b} (mu/sigma {snr[b]:.2f}): {mean_ratio[b]:.3f}" for b in BATCHES))

@@ -129,3 +129,24 @@ claims = [{
 numbers = {"table": [{"optimizer": o, "betas": list(b), "lr": lr, **row} for (o, b, lr), row in table.items()],
            "seeds": list(SEEDS), "steps": base.steps}
 print(save_results(NAME, numbers, claims))
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Compute AdamS's per-coordinate step bound (`adams.step_bound`, paper-text form) for beta1 = 0.9 and
+#    every beta2 of the grid. Is it increasing in beta2? Where is it smallest?
+# 2. Recompute the change in AdamS's final loss from (0.9, 0.95) to (0.9, 0.999) at the first learning
+#    rate, with its standard error, from the table, and check it against the verdict's numbers.
+#
+# Answers (computed, then checked):
+
+# %%
+beta2s = sorted(b2 for b1, b2 in ex.BETA_PAIRS if b1 == 0.9)
+bounds = [adams.step_bound(0.9, b2) for b2 in beta2s]
+assert all(x < y for x, y in zip(bounds, bounds[1:]))
+print("1. step bound at beta1 = 0.9: " + ", ".join(f"beta2 {b2}: {b:.3f}" for b2, b in zip(beta2s, bounds)))
+a, b = table["adams", (0.9, 0.999), lr0]["final"], table["adams", (0.9, 0.95), lr0]["final"]
+if not table["adams", (0.9, 0.999), lr0]["diverged"]:
+    assert abs((a["mean"] - b["mean"]) - adams_diff) < 1e-12
+    assert np.isnan(adams_se) or abs(np.hypot(a["se"], b["se"]) - adams_se) < 1e-12
+print(f"2. AdamS: {a['mean'] - b['mean']:+.4f} (SE {adams_se:.4f}); AdamW: {adamw_diff:+.4f}")

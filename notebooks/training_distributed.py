@@ -198,3 +198,30 @@ for r in (*numbers["fsdp"].values(), *numbers["ddp"].values(), numbers["resumed"
     r.pop("checkpoints")  # temporary paths
     r.pop("seconds"), r.pop("tokens_per_s")  # timings vary from run to run; the notebook's time is recorded
 print(save_results(NAME, numbers, claims))
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Predict the optimizer state of each process under FSDP2 from the bytes of the parameter shard
+#    it holds: AdamS keeps one buffer of the shard's size, plus a 4-byte step counter for every
+#    parameter tensor (each process keeps a counter for each tensor, sharded or not). Check it.
+# 2. Add up the state over the processes. Under DDP the total is `world_size` times the
+#    single-process state; under FSDP2 it is the single-process state plus the extra step counters.
+#    Check both for AdamS and AdamW.
+#
+# Answers (computed, then checked):
+
+# %%
+from analysis.training import init_model
+from analysis import corpus
+
+n_tensors = len(list(init_model(config["adams"], corpus.load().vocab_size).parameters()))
+for r, (state, shard) in enumerate(zip(fsdp["adams"].state_bytes_per_rank, fsdp["adams"].param_bytes_per_rank)):
+    assert state == shard + 4 * n_tensors
+    print(f"1. rank {r}: {shard:,} + 4 x {n_tensors} = {state:,} bytes")
+for name in OPTIMIZERS:
+    one = single[name].state_bytes
+    assert sum(ddp[name].state_bytes_per_rank) == WORLD * one
+    assert sum(fsdp[name].state_bytes_per_rank) == one + (WORLD - 1) * 4 * n_tensors
+    print(f"2. {LABELS[name]}: DDP {sum(ddp[name].state_bytes_per_rank):,} = {WORLD} x {one:,}; "
+          f"FSDP2 {sum(fsdp[name].state_bytes_per_rank):,} = {one:,} + {(WORLD - 1) * 4 * n_tensors} bytes of counters")

@@ -144,3 +144,24 @@ numbers = {"state_bytes": state, "param_bytes": param_bytes, "ratio_to_adamw": r
            "tokens_per_s": throughput, "speed_vs_adamw": speed_vs_adamw, "speed_ci": speed_ci,
            "rounds": ROUNDS, "tokens_per_step": tokens}
 print(save_results(NAME, numbers, claims))
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Predict AdamS's state bytes before looking: one float32 buffer per parameter plus one float32
+#    step counter per parameter tensor. Check the prediction against the measurement.
+# 2. SGD with momentum keeps one buffer too, but no step counter. By how many bytes do the two
+#    differ, and why? (Answer: 4 bytes per parameter tensor, the counters.)
+#
+# Answers (computed, then checked):
+
+# %%
+from analysis import corpus
+from analysis.training import init_model
+
+tensors = list(init_model(ex.base_config(QUICK), corpus.load().vocab_size).parameters())
+predicted = 4 * sum(t.numel() for t in tensors) + 4 * len(tensors)
+assert predicted == state["adams"]
+print(f"1. predicted {predicted:,} bytes = measured {state['adams']:,} ({len(tensors)} tensors)")
+assert state["adams"] - state["sgdm"] == 4 * len(tensors)
+print(f"2. AdamS - SGD with momentum = {state['adams'] - state['sgdm']} bytes = 4 x {len(tensors)} step counters")

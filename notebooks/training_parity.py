@@ -146,3 +146,31 @@ numbers = {"sgd_sweep": {str(k): v for k, v in sgd_losses.items()}, "sgd_lr": SG
                              "val_loss": [results[name, s].evals["val_loss"] for s in SEEDS]} for name in ex.OPTIMIZERS},
            "config": {k: v for k, v in vars(cfg).items() if k != "optimizer"}}
 print(save_results(NAME, numbers, claims))
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Recompute the paired AdamS - AdamW gap by hand: the mean of the per-seed differences and its
+#    Student-t 95% interval, $\bar d \pm t_{0.975, n-1}\, s_d/\sqrt{n}$. Check it against `gap`.
+# 2. At which evaluation step does AdamS (seed 0) first reach AdamW's *final* validation loss, if it
+#    does? Check your answer: the loss there is at or below the target and every earlier one is above.
+#
+# Answers (computed, then checked):
+
+# %%
+from scipy import stats
+
+d = np.array([results["adams", s].final_val_loss - results["adamw", s].final_val_loss for s in SEEDS])
+half_width = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+assert abs(d.mean() - gap["mean"]) < 1e-12
+assert abs((d.mean() - half_width) - gap["ci"][0]) < 1e-12 and abs((d.mean() + half_width) - gap["ci"][1]) < 1e-12
+print(f"1. gap {d.mean():+.4f}, 95% CI [{d.mean() - half_width:+.4f}, {d.mean() + half_width:+.4f}] over {len(d)} seeds")
+
+target = results["adamw", SEEDS[0]].final_val_loss
+evals = results["adams", SEEDS[0]].evals
+reached = [step for step, loss in zip(evals["step"], evals["val_loss"]) if loss <= target]
+first = reached[0] if reached else None
+if first is not None:
+    before = [loss for step, loss in zip(evals["step"], evals["val_loss"]) if step < first]
+    assert all(loss > target for loss in before)
+print(f"2. AdamW's final loss {target:.4f} is first reached by AdamS at step {first} of {evals['step'][-1]}")

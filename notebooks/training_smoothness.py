@@ -147,3 +147,25 @@ numbers = {"table": {c: table[c].tolist() for c in ("optimizer", "step", "loss",
                                                     "fd_smoothness", "curvature", "hessian_norm", "hessian_n_hvp")},
            "log_corr_fd": corr, "log_corr_hessian": corr_h, "momentum_ratio": ratio}
 print(save_results(NAME, numbers, claims))
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. What is the frontier $L_0^*(L_1)$ at $L_1 = 0$? Check that it is the largest finite difference
+#    measured along the AdamS run, and that the frontier falls as $L_1$ grows.
+# 2. The directional curvature $d^\top H d / \|d\|^2$ is a Rayleigh quotient of the Hessian, so its
+#    size can never exceed the Hessian's spectral norm at the same point. Check this at every
+#    checkpoint of both runs (the spectral norm is estimated to a relative tolerance of 1e-3).
+#
+# Answers (computed, then checked):
+
+# %%
+t = tables["adams"].dropna(subset=["fd_smoothness"])
+l1_grid = np.linspace(0, 2 * float((t["fd_smoothness"] / t["grad_norm"]).max()), 50)
+front = smoothness.frontier(t["fd_smoothness"], t["grad_norm"], l1_grid)
+assert front[0] == t["fd_smoothness"].max() and np.all(np.diff(front) <= 0) and front[-1] == 0.0
+print(f"1. L0*(0) = {front[0]:.4f} = the largest finite difference; L0* reaches 0 by L1 = {l1_grid[-1]:.3g}")
+both = table.dropna(subset=["curvature", "hessian_norm"])
+slack = both["hessian_norm"] * (1 + 2e-3) - both["curvature"].abs()
+assert (slack >= 0).all()
+print(f"2. |curvature| / |H| over {len(both)} checkpoints: largest {float((both['curvature'].abs() / both['hessian_norm']).max()):.3f}")

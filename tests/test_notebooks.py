@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jupytext
 import pytest
 
 from analysis.figures import NOTEBOOK_DIR, REPO_ROOT, discover
@@ -108,6 +109,29 @@ def test_failing_notebook_makes_the_driver_fail_after_the_others(tmp_path, capsy
     assert re.search(r"b_good\s+[\d.]+\s+ok\s+good.json", captured.out)
     assert (out / "good.json").is_file()  # the good notebook still ran after the bad one
     assert "good-claim" in (out / "paper_repro.md").read_text()
+
+
+def test_every_notebook_is_in_the_course_and_runs_in_its_order():
+    from analysis.figures import COURSE
+
+    assert sorted(COURSE) == sorted(NOTEBOOKS), "analysis.figures.COURSE must list every notebook once"
+    assert list(NOTEBOOKS) == list(COURSE)
+    order = list(COURSE)
+    assert order.index("training_parity") < order.index("training_memory")  # reuses the parity runs
+    assert order.index("training_smoothness") < order.index("bounds_vs_simulation")  # reads its JSON
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_notebook_opens_with_learning_goals_and_closes_with_checked_exercises(name):
+    nb = jupytext.read(NOTEBOOKS[name], fmt="py:percent")
+    cells = [c for c in nb.cells if c.source.strip()]
+    assert "**Learning goals" in cells[0].source, f"{name}: the first cell must state the learning goals"
+    heads = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("## Exercises")]
+    assert len(heads) == 1, f"{name}: needs one '## Exercises' section"
+    exercises = re.findall(r"^\d\. ", cells[heads[0]].source, re.M)
+    assert 2 <= len(exercises) <= 3, f"{name}: two or three exercises, found {len(exercises)}"
+    answers = "\n".join(c.source for c in cells[heads[0] + 1:] if c.cell_type == "code")
+    assert answers.count("assert ") >= len(exercises), f"{name}: every exercise's answer must be checked by an assert"
 
 
 def test_every_notebook_is_in_the_index():
