@@ -19,8 +19,9 @@ $(STAMP): $(PY) pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
+# RECOMPUTE=1 retrains and retimes instead of reusing cached results (runs/train)
 figures: $(STAMP)
-	$(PY) -m analysis.figures
+	$(PY) -m analysis.figures $(if $(RECOMPUTE),--recompute,)
 
 bench: $(STAMP)
 	$(PY) benchmarks/optimizer_step.py

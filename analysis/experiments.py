@@ -21,10 +21,11 @@ import time
 import torch
 
 from analysis import corpus
+from analysis import results as results_mod
 from analysis.results import quick_mode
-from analysis.training import TrainConfig, TrainResult, build, lm_loss, run_many, sample_batch
+from analysis.training import TrainConfig, TrainResult, build, default_cache_dir, lm_loss, run_many, sample_batch
 
-__all__ = ["base_config", "seeds", "ADAPTIVE", "OPTIMIZERS", "SGD_LRS", "BETA_PAIRS", "summary", "paired_gap",
+__all__ = ["base_config", "seeds", "cached_seconds", "ADAPTIVE", "OPTIMIZERS", "SGD_LRS", "BETA_PAIRS", "summary", "paired_gap",
            "runs", "interleaved_step_times", "ratio_ci", "loss_spike", "log_correlation", "ratio_summary"]
 
 ADAPTIVE = ("adams", "adamw", "adam-mini", "adapm")
@@ -67,6 +68,19 @@ def runs(configs: Sequence[TrainConfig], **kwargs) -> list[TrainResult]:
     """:func:`analysis.training.run_many` with the notebooks' defaults: two processes, or in this process
     in quick mode (where starting a process would cost more than a run)."""
     return run_many(configs, workers=kwargs.pop("workers", 1 if quick_mode() else 2), **kwargs)
+
+
+def cached_seconds(results: Iterable[TrainResult]) -> float:
+    """Training time of the runs among ``results`` that this process read from the cache (trained by an
+    earlier process), for :func:`analysis.results.save_results`'s ``cached_s``: a notebook whose runs
+    were cached finishes in seconds, and its record should still say what the result cost."""
+    started = results_mod._STARTED_WALL
+    total = 0.0
+    for r in {id(r): r for r in results}.values():
+        path = default_cache_dir() / TrainConfig.from_dict(r.config).key() / "result.json"
+        if path.exists() and path.stat().st_mtime < started:
+            total += r.seconds
+    return total
 
 
 def summary(values: Iterable[float], confidence: float = 0.95) -> dict:

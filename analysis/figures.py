@@ -5,6 +5,7 @@
     python -m analysis.figures --quick              # small versions (ADAMS_QUICK=1), as CI runs them
     python -m analysis.figures --out /tmp/figs      # write figures, JSON and paper_repro.md there
     python -m analysis.figures --list               # the notebook names
+    python -m analysis.figures --recompute          # recompute cached training runs and timings
 
 Notebooks are jupytext percent-format ``.py`` files in ``notebooks/``, run in the course order
 (:data:`COURSE`). They are valid Python
@@ -155,6 +156,8 @@ def parse_args(argv: list[str] | None, available: dict[str, Path]) -> argparse.N
     parser.add_argument("--out", type=Path, help="output directory (default: figures/)")
     parser.add_argument("--list", action="store_true", help="list the notebook names and exit")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook")
+    parser.add_argument("--recompute", action="store_true",
+                        help="recompute cached intermediate results (training runs, timings) once in this run")
     args = parser.parse_args(argv)
     names = [n[:-3] if n.endswith(".py") else n for n in args.names]
     names = [Path(n).name for n in names]  # accept notebooks/foo.py as well as foo
@@ -183,7 +186,10 @@ def main(argv: list[str] | None = None, *, notebook_dir: Path = NOTEBOOK_DIR) ->
     repro_path = REPO_ROOT / "paper_repro.md" if out_dir == DEFAULT_OUT else out_dir / "paper_repro.md"
     quick = args.quick or os.environ.get("ADAMS_QUICK", "").strip().lower() in {"1", "true", "yes"}
 
-    print(f"Running {len(args.names)} notebook(s) into {out_dir} ({'quick' if quick else 'full'} mode)")
+    if args.recompute:  # every cached result older than this moment is computed again, once
+        os.environ["ADAMS_RECOMPUTE_SINCE"] = repr(time.time())
+    print(f"Running {len(args.names)} notebook(s) into {out_dir} ({'quick' if quick else 'full'} mode"
+          f"{', recomputing cached results' if args.recompute else ''})")
     runs = []
     for i, name in enumerate(args.names, 1):
         print(f"[{i}/{len(args.names)}] {name} ...", end=" ", flush=True)

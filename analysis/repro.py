@@ -60,13 +60,32 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 100 else f"{value:.1f} s"
+
+
+def _time(document: dict) -> str:
+    """The notebook's run time, and the compute time of the cached results it rests on."""
+    runtime, cached = document.get("runtime_s"), document.get("cached_s")
+    text = _seconds(runtime) if isinstance(runtime, (int, float)) else "run time not recorded"
+    if isinstance(cached, (int, float)) and cached > 0:
+        text += f" + {_seconds(cached)} of cached training"
+    return text
+
+
+def _machine_cell(document: dict) -> str:
+    hw = document.get("hardware") or {}
+    cores = f", {hw['cores']} cores" if "cores" in hw else ""
+    return f"{hw.get('cpu', '?')}{cores}; {_time(document)}"
+
+
 def _provenance(document: dict) -> str:
     hw = document.get("hardware") or {}
     runtime = document.get("runtime_s")
     parts = [f"notebook `{document['notebook']}`"]
     parts.append("quick run (`ADAMS_QUICK=1`)" if document.get("quick") else "full run")
     if isinstance(runtime, (int, float)):
-        parts.append(f"{runtime:.1f} s")
+        parts.append(_time(document))
     machine = ", ".join(
         p
         for p in (
@@ -108,12 +127,13 @@ def render(results_dir: str | os.PathLike) -> str:
             "> Some rows come from quick runs (`ADAMS_QUICK=1`): fewer steps and seeds than the full "
             "version, so their numbers are a smoke test, not a measurement.\n"
         )
-    lines.append("| # | Claim | Paper | Measured (spread) | Verdict | Command |")
-    lines.append("|---|---|---|---|---|---|")
-    for order, cid, claim, _ in rows:
+    lines.append("| # | Claim | Paper | Measured (spread) | Verdict | Command | Machine; run time |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for order, cid, claim, document in rows:
         lines.append(
             f"| {order} | {_cell(claim['claim'])} <br>[`{cid}`](#{cid}) | {_cell(claim['paper_value'])} "
-            f"| {_cell(claim['measured'])} | **{_cell(claim['verdict'])}** | `{_cell(claim['command'])}` |"
+            f"| {_cell(claim['measured'])} | **{_cell(claim['verdict'])}** | `{_cell(claim['command'])}` "
+            f"| {_cell(_machine_cell(document))} |"
         )
     lines.append("\n## Notes\n")
     for order, cid, claim, document in rows:

@@ -23,6 +23,7 @@ which field is missing or bad. ``analysis.repro`` turns the claims of every JSON
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -39,6 +40,9 @@ __all__ = [
     "RESULTS_SCHEMA",
     "VERDICTS",
     "atomic_write_bytes",
+    "cache_root",
+    "cached",
+    "is_fresh",
     "atomic_write_text",
     "write_report",
     "command_for",
@@ -85,11 +89,70 @@ def _process_age() -> float:
 
 
 _STARTED = time.perf_counter() - _process_age()  # runtime_s counts from the interpreter's start
+_STARTED_WALL = time.time() - _process_age()  # wall-clock start, for cache freshness
 
 
 def quick_mode() -> bool:
     """True when ``ADAMS_QUICK`` is set to ``1`` (or ``true``/``yes``): run the small version."""
     return os.environ.get("ADAMS_QUICK", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _recompute_since() -> float | None:
+    """Cached results written before this time are stale (None: every cached result is good).
+
+    ``ADAMS_RECOMPUTE=1`` asks for fresh results; ``python -m analysis.figures --recompute`` sets
+    ``ADAMS_RECOMPUTE_SINCE`` to its start, so that one run of every notebook recomputes each cached
+    result once and notebooks later in the run reuse what earlier ones just computed.
+    """
+    since = os.environ.get("ADAMS_RECOMPUTE_SINCE", "").strip()
+    if since:
+        return float(since)
+    if os.environ.get("ADAMS_RECOMPUTE", "").strip().lower() in {"1", "true", "yes"}:
+        os.environ["ADAMS_RECOMPUTE_SINCE"] = repr(_STARTED_WALL)  # child processes agree on it
+        return _STARTED_WALL
+    return None
+
+
+def is_fresh(path: str | os.PathLike) -> bool:
+    """True if the cached result at ``path`` exists and was not asked to be recomputed."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    since = _recompute_since()
+    return since is None or path.stat().st_mtime >= since
+
+
+def cache_root() -> Path:
+    """Where cached intermediate results live: ``$ADAMS_CACHE`` or ``<repo>/runs/train``."""
+    return Path(os.environ.get("ADAMS_CACHE") or REPO_ROOT / "runs" / "train")
+
+
+def cached(name: str, key: dict, compute) -> Any:
+    """``compute()``, or its stored result for this ``key`` (a JSON-able dict saying what was measured).
+
+    The result is stored as JSON (``cache_root()/measurements/<name>-<hash of key>.json``) and is
+    always returned as read back from it, so the first run and every rerun use the same numbers. For
+    measurements that vary from run to run (timings), this is what lets ``make figures`` be rerun
+    without changing a number; ``ADAMS_RECOMPUTE=1`` measures again.
+    """
+    _check_name(name)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = cache_root() / "measurements" / f"{name}-{digest}.json"
+    if not is_fresh(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"key": key, "result": compute()}
+        atomic_write_text(path, json.dumps(payload, default=_json_default, allow_nan=True) + "\n")
+    return json.loads(path.read_text(encoding="utf-8"))["result"]
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store a {type(value).__name__} in a cached result")
 
 
 def output_dir() -> Path:
@@ -309,12 +372,20 @@ def save_results(
     claims: list[dict],
     *,
     runtime_s: float | None = None,
+    cached_s: float | None = None,
 ) -> Path:
     """Write ``<notebook_name>.json`` to :func:`output_dir`, atomically and deterministically.
 
     ``numbers`` holds whatever is behind the figures (arrays are fine); ``claims`` is a list of
     claim dicts (see :data:`CLAIM_FIELDS`). ``runtime_s`` defaults to the time since the
     interpreter started (since this module was imported where ``/proc`` is unavailable).
+    ``cached_s`` is the compute time of cached intermediate results the numbers rest on (training
+    runs read from the cache, say), so that a fast rerun does not hide what the result cost.
+
+    The run time and hardware recorded are those of the run that produced the numbers: if the file
+    already holds the same numbers and claims from a run in the same mode on the same kind of
+    machine, its run time, cached time and hardware are kept, so a rerun with the same seeds leaves
+    the file, and ``paper_repro.md``, byte for byte as they were.
     """
     _check_name(notebook_name)
     if not isinstance(numbers, dict):
@@ -334,9 +405,33 @@ def save_results(
         "notebook": notebook_name,
         "quick": quick_mode(),
         "numbers": to_json(numbers),
-        "claims": sorted((dict(c) for c in claims), key=lambda c: (c["order"], c["id"])),
+        "claims": to_json(sorted((dict(c) for c in claims), key=lambda c: (c["order"], c["id"]))),
         "hardware": hardware(),
         "runtime_s": round(float(runtime_s), 2),
     }
+    if cached_s is not None:
+        document["cached_s"] = round(float(cached_s), 1)
+    path = output_dir() / f"{notebook_name}.json"
+    previous = _previous(path)
+    if previous is not None and _same_result(previous, document):
+        for key in ("runtime_s", "cached_s", "hardware"):
+            document.pop(key, None)
+            if key in previous:
+                document[key] = previous[key]
     text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
-    return atomic_write_text(output_dir() / f"{notebook_name}.json", text)
+    return atomic_write_text(path, text)
+
+
+def _previous(path: Path) -> dict | None:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) and document.get("schema") == RESULTS_SCHEMA else None
+
+
+def _same_result(previous: dict, document: dict) -> bool:
+    """The same numbers and claims, in the same mode, on the same kind of machine."""
+    same_machine = all((previous.get("hardware") or {}).get(k) == document["hardware"].get(k)
+                       for k in ("cpu", "cores", "torch"))
+    return same_machine and all(previous.get(k) == document[k] for k in ("notebook", "quick", "numbers", "claims"))

@@ -18,7 +18,8 @@ character-level Shakespeare (:mod:`analysis.corpus`), with
   :func:`smoothness.load_checkpoint` and ``python -m smoothness probe``.
 
 Results are cached in ``cache_dir/<hash of the configuration and the package version>/``
-(``result.json`` plus the checkpoints), so a rerun of an experiment only trains what changed.
+(``result.json`` plus the checkpoints), so a rerun of an experiment only trains what changed;
+``ADAMS_RECOMPUTE=1`` (``python -m analysis.figures --recompute``) trains again.
 :func:`run_many` trains several configurations in parallel processes (one torch thread each).
 A run whose loss becomes non-finite stops there and is recorded as ``diverged`` (with the step),
 which is how the beta-sensitivity experiment finds instability.
@@ -46,7 +47,7 @@ from tqdm.auto import tqdm
 import adams
 from analysis import corpus as corpus_mod
 from analysis.gpt import GPT, GPTConfig
-from analysis.results import atomic_write_text
+from analysis.results import atomic_write_text, cache_root, is_fresh
 
 __all__ = ["TrainConfig", "TrainResult", "train", "run_many", "build", "init_model", "make_optimizer", "sample_batch",
            "lm_loss", "evaluate", "momentum_norm", "default_cache_dir"]
@@ -137,7 +138,7 @@ class TrainResult:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("ADAMS_CACHE", Path(__file__).resolve().parent.parent / "runs" / "train"))
+    return cache_root()
 
 
 def momentum_norm(optimizer: torch.optim.Optimizer) -> float:
@@ -211,7 +212,7 @@ def train(config: TrainConfig, *, cache_dir: str | os.PathLike | None = None, pr
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_dir = cache / config.key()
     result_path = run_dir / "result.json"
-    if result_path.exists() and not recompute:
+    if is_fresh(result_path) and not recompute:
         return TrainResult(**json.loads(result_path.read_text()))
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -288,7 +289,7 @@ def _train_in_subprocess(config: TrainConfig, cache_dir: str | os.PathLike | Non
     notebook), and fork is unsafe once torch's thread pool exists.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if recompute or not (cache / config.key() / "result.json").exists():
+    if recompute or not is_fresh(cache / config.key() / "result.json"):
         payload = json.dumps({"config": dataclasses.asdict(config), "cache_dir": str(cache), "recompute": recompute})
         code = "import sys; from analysis.training import _worker_main; _worker_main(sys.stdin.read())"
         env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -40,9 +40,10 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+import adams
 from analysis import steptime
 from analysis.ratios import paired_ratio
-from analysis.results import command_for, quick_mode, save_figure, save_results
+from analysis.results import cached, command_for, hardware, quick_mode, save_figure, save_results
 
 NAME = "optimizer_cost"
 QUICK = quick_mode()
@@ -51,10 +52,15 @@ if QUICK:  # small sets, few rounds: checks that the pipeline runs, not the hard
         "flat_1M": steptime.flat_shapes(1_000_000, 40),
         "gpt_small": [s for _, s in steptime.gpt_shapes(vocab=4096, d_model=128, block=64, layers=2)],
     }
-    result = steptime.run(quick=True, sets=SETS, reps=5, warmup=1)
+    ROUNDS = dict(reps=5, warmup=1)
 else:
     SETS = steptime.default_sets()
-    result = steptime.run(quick=False, sets=SETS)
+    ROUNDS = {}
+# timings differ from run to run: they are measured once per machine and kept (cached) until
+# `python -m analysis.figures --recompute` measures again, so that a rerun changes no number
+result = cached("optimizer_cost_steptime",
+                {"sets": SETS, "quick": QUICK, **ROUNDS, "machine": hardware(), "version": adams.__version__},
+                lambda: steptime.run(quick=QUICK, sets=SETS, **ROUNDS))
 print(steptime.format_table(result))
 
 # %% [markdown]

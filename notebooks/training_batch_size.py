@@ -116,7 +116,7 @@ claims = [{
 }]
 numbers = {"batches": list(BATCHES), "gaps": {str(b): g for b, g in gaps.items()},
            "finals": {f"{o}_{b}": f for (o, b), f in finals.items()}, "seeds": list(SEEDS)}
-print(save_results(NAME, numbers, claims))
+print(save_results(NAME, numbers, claims, cached_s=ex.cached_seconds(results.values())))
 
 # %% [markdown]
 # ## Exercises

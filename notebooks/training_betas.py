@@ -128,7 +128,7 @@ claims = [{
 }]
 numbers = {"table": [{"optimizer": o, "betas": list(b), "lr": lr, **row} for (o, b, lr), row in table.items()],
            "seeds": list(SEEDS), "steps": base.steps}
-print(save_results(NAME, numbers, claims))
+print(save_results(NAME, numbers, claims, cached_s=ex.cached_seconds(results.values())))
 
 # %% [markdown]
 # ## Exercises

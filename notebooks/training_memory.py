@@ -35,14 +35,17 @@
 # so throughput differences between optimizers are small; the memory ratios do not depend on scale.
 
 # %%
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import torch
 
+import adams
 from adams.registry import LABELS
 from analysis import experiments as ex
-from analysis.results import command_for, quick_mode, save_figure, save_results
+from analysis.results import cached, command_for, hardware, quick_mode, save_figure, save_results
 
 NAME = "training_memory"
 COMMAND = command_for(NAME)
@@ -76,8 +79,13 @@ for name in ex.OPTIMIZERS:
 # %%
 cfg = ex.base_config(QUICK)
 ROUNDS, WARMUP = (6, 2) if QUICK else (40, 5)
-times = ex.interleaved_step_times({name: ex.base_config(QUICK, optimizer=name, lr=0.01 if name == "sgdm" else cfg.lr)
-                                   for name in ex.OPTIMIZERS}, ROUNDS, WARMUP)
+step_configs = {name: ex.base_config(QUICK, optimizer=name, lr=0.01 if name == "sgdm" else cfg.lr)
+                for name in ex.OPTIMIZERS}
+# timings differ from run to run: measured once per machine and kept until `--recompute`
+times = cached("training_memory_step_times",
+               {"configs": {n: dataclasses.asdict(c) for n, c in step_configs.items()}, "rounds": ROUNDS,
+                "warmup": WARMUP, "machine": hardware(), "version": adams.__version__},
+               lambda: ex.interleaved_step_times(step_configs, ROUNDS, WARMUP))
 tokens = cfg.batch_size * cfg.block
 throughput = {name: tokens / np.median(t) for name, t in times.items()}
 # relative speed = time of AdamW / time of the method
@@ -143,7 +151,7 @@ claims = [{
 numbers = {"state_bytes": state, "param_bytes": param_bytes, "ratio_to_adamw": ratio_to_adamw,
            "tokens_per_s": throughput, "speed_vs_adamw": speed_vs_adamw, "speed_ci": speed_ci,
            "rounds": ROUNDS, "tokens_per_step": tokens}
-print(save_results(NAME, numbers, claims))
+print(save_results(NAME, numbers, claims, cached_s=ex.cached_seconds(runs.values())))
 
 # %% [markdown]
 # ## Exercises

@@ -145,7 +145,7 @@ numbers = {"sgd_sweep": {str(k): v for k, v in sgd_losses.items()}, "sgd_lr": SG
            "curves": {name: {"step": results[name, SEEDS[0]].evals["step"],
                              "val_loss": [results[name, s].evals["val_loss"] for s in SEEDS]} for name in ex.OPTIMIZERS},
            "config": {k: v for k, v in vars(cfg).items() if k != "optimizer"}}
-print(save_results(NAME, numbers, claims))
+print(save_results(NAME, numbers, claims, cached_s=ex.cached_seconds([*sweep, *results.values()])))
 
 # %% [markdown]
 # ## Exercises

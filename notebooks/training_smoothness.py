@@ -146,7 +146,7 @@ claims = [{
 numbers = {"table": {c: table[c].tolist() for c in ("optimizer", "step", "loss", "grad_norm", "momentum_norm",
                                                     "fd_smoothness", "curvature", "hessian_norm", "hessian_n_hvp")},
            "log_corr_fd": corr, "log_corr_hessian": corr_h, "momentum_ratio": ratio}
-print(save_results(NAME, numbers, claims))
+print(save_results(NAME, numbers, claims, cached_s=ex.cached_seconds(runs.values())))
 
 # %% [markdown]
 # ## Exercises

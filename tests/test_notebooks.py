@@ -70,6 +70,26 @@ def test_notebook_runs_in_quick_mode(name, tmp_path):
     leftovers = [p.name for p in out.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]
     assert leftovers == []
 
+    # staleness: the committed results (full runs) must state the same claims the notebook states now,
+    # and every figure it writes must be committed; otherwise `make figures` was not rerun after a change
+    committed_path = REPO_ROOT / "figures" / f"{name}.json"
+    assert committed_path.is_file(), f"figures/{name}.json is not committed: run make figures"
+    committed = json.loads(committed_path.read_text())
+    assert committed["quick"] is False, f"figures/{name}.json comes from a quick run: run make figures"
+    fields = ("id", "order", "claim", "paper_value", "command")
+    now = [{k: c[k] for k in fields} for c in document["claims"]]
+    then = [{k: c[k] for k in fields} for c in committed["claims"]]
+    assert now == then, f"figures/{name}.json is stale: the notebook's claims changed; run make figures"
+    missing = [p.name for p in out.iterdir() if p.suffix in (".png", ".pdf") and not (REPO_ROOT / "figures" / p.name).is_file()]
+    assert not missing, f"figures not committed: {missing}"
+
+
+def test_committed_paper_repro_is_rendered_from_the_committed_results():
+    from analysis import repro
+
+    assert (REPO_ROOT / "paper_repro.md").read_text() == repro.render(REPO_ROOT / "figures"), \
+        "paper_repro.md is stale or edited by hand: run make figures"
+
 
 def test_driver_rejects_unknown_names_and_lists_valid_ones():
     proc = driver("no_such_notebook", "--out", "/nonexistent-never-created")
@@ -83,7 +103,7 @@ def test_driver_rejects_unknown_names_and_lists_valid_ones():
 def test_driver_lists_notebooks():
     proc = driver("--list")
     assert proc.returncode == 0
-    assert proc.stdout.split() == sorted(NOTEBOOKS)
+    assert proc.stdout.split() == list(NOTEBOOKS)  # in course order
 
 
 def test_failing_notebook_makes_the_driver_fail_after_the_others(tmp_path, capsys):

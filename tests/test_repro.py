@@ -220,6 +220,24 @@ def test_save_results_rejects_bad_claims_before_writing(out_dir):
     assert not (out_dir / "nb.json").exists()
 
 
+def test_a_rerun_with_the_same_numbers_keeps_the_recorded_run_time(out_dir, monkeypatch):
+    """What makes `make figures` rerun-stable: the run time shown is that of the run that produced
+    the numbers. Same numbers and claims: the file keeps its bytes. New numbers: the new run time."""
+    path = results.save_results("nb", {"x": 1.0}, [claim("c", 1)], runtime_s=10.0, cached_s=300.0)
+    first = path.read_text()
+    results.save_results("nb", {"x": 1.0}, [claim("c", 1)], runtime_s=2.5, cached_s=0.0)
+    assert path.read_text() == first
+    assert "10.0 s + 300 s of cached training" in repro.render(out_dir)
+    results.save_results("nb", {"x": 2.0}, [claim("c", 1)], runtime_s=2.5)
+    document = json.loads(path.read_text())
+    assert document["runtime_s"] == 2.5 and "cached_s" not in document
+    results.save_results("nb", {"x": 2.0}, [claim("c", 1, measured="other words")], runtime_s=7.0)
+    assert json.loads(path.read_text())["runtime_s"] == 7.0  # a changed claim is a new result
+    monkeypatch.setattr(results, "hardware", lambda: {"cpu": "another CPU", "cores": 2, "torch": "x"})
+    results.save_results("nb", {"x": 2.0}, [claim("c", 1, measured="other words")], runtime_s=8.0)
+    assert json.loads(path.read_text())["hardware"]["cpu"] == "another CPU"  # another machine: recorded
+
+
 def test_save_results_round_trips_through_render(out_dir):
     results.save_results("nb", {}, [claim("c", 1)], runtime_s=2.0)
     assert table_ids(repro.render(out_dir)) == ["c"]
