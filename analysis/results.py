@@ -385,7 +385,8 @@ def save_results(
     The run time and hardware recorded are those of the run that produced the numbers: if the file
     already holds the same numbers and claims from a run in the same mode on the same kind of
     machine, its run time, cached time and hardware are kept, so a rerun with the same seeds leaves
-    the file, and ``paper_repro.md``, byte for byte as they were.
+    the file, and ``paper_repro.md``, byte for byte as they were. A run asked to recompute
+    (``ADAMS_RECOMPUTE=1``, ``--recompute``) measures everything again, its run time included.
     """
     _check_name(notebook_name)
     if not isinstance(numbers, dict):
@@ -413,7 +414,7 @@ def save_results(
         document["cached_s"] = round(float(cached_s), 1)
     path = output_dir() / f"{notebook_name}.json"
     previous = _previous(path)
-    if previous is not None and _same_result(previous, document):
+    if previous is not None and _recompute_since() is None and _same_result(previous, document):
         for key in ("runtime_s", "cached_s", "hardware"):
             document.pop(key, None)
             if key in previous:

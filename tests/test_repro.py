@@ -233,6 +233,10 @@ def test_a_rerun_with_the_same_numbers_keeps_the_recorded_run_time(out_dir, monk
     assert document["runtime_s"] == 2.5 and "cached_s" not in document
     results.save_results("nb", {"x": 2.0}, [claim("c", 1, measured="other words")], runtime_s=7.0)
     assert json.loads(path.read_text())["runtime_s"] == 7.0  # a changed claim is a new result
+    monkeypatch.setenv("ADAMS_RECOMPUTE_SINCE", "0")  # asked to recompute: the new run time is recorded
+    results.save_results("nb", {"x": 2.0}, [claim("c", 1, measured="other words")], runtime_s=9.0)
+    assert json.loads(path.read_text())["runtime_s"] == 9.0
+    monkeypatch.delenv("ADAMS_RECOMPUTE_SINCE")
     monkeypatch.setattr(results, "hardware", lambda: {"cpu": "another CPU", "cores": 2, "torch": "x"})
     results.save_results("nb", {"x": 2.0}, [claim("c", 1, measured="other words")], runtime_s=8.0)
     assert json.loads(path.read_text())["hardware"]["cpu"] == "another CPU"  # another machine: recorded
