@@ -1,5 +1,9 @@
 """adams: the AdamS optimizer (arXiv 2505.16363) for PyTorch, with a NumPy teaching reference.
 
+``adams.AdamS`` is the optimizer; ``adams.functional`` the update as tensor functions;
+``adams.reference`` the NumPy float64 version for teaching; ``adams.distributed`` sharded
+checkpoints and per-process memory under ``torch.distributed`` (DDP, FSDP2).
+
 >>> import torch, adams
 >>> w = torch.nn.Parameter(torch.ones(3))
 >>> opt = adams.AdamS([w], lr=0.1, weight_decay=0.0)
