@@ -7,7 +7,9 @@ depend on the vector width or on how the elements are split between threads. If 
 (or does not load) with OpenMP, then with ``-march=native``, it is retried without them.
 
 Cache. The shared object is cached in ``$ADAMS_KERNEL_CACHE`` (default
-``~/.cache/adams-lab/kernels``) under a hash of the source, the flags, the compiler's version and
+``~/.cache/adams-lab/kernels``, created with mode 700; a directory that another user owns or can
+write is refused, and so is a cached file of that kind, since loading a shared object runs its
+code) under a hash of the source, the flags, the compiler's version and
 the target it resolves ``-march=native`` to. It is compiled to a temporary file, moved with
 :func:`os.replace` to a name that contains its SHA-256, and a small index file (replaced the same
 way) records that name and digest: a reader never sees a half-written file, two processes
@@ -96,16 +98,41 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _unsafe(path: Path) -> str | None:
+    """Why another user could change what ``path`` holds (so it must not be loaded), or None."""
+    if os.name != "posix":
+        return None
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        return f"{path} belongs to user id {st.st_uid}, not to this user ({os.getuid()})"
+    if st.st_mode & 0o022:
+        return f"{path} can be written by other users (mode {st.st_mode & 0o777:o})"
+    return None
+
+
+def _private_directory(directory: Path) -> None:
+    """Create the cache directory for this user alone (mode 700), or check that an existing one is
+    safe: a shared library loaded from a directory another user can write runs that user's code."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    problem = _unsafe(directory)
+    if problem:
+        raise BuildError(f"refusing the kernel cache {directory}: {problem}. Set $ADAMS_KERNEL_CACHE to a "
+                         "directory of your own, or remove the write permission of others (chmod go-w)")
+
+
 def _load_verified(index: Path) -> tuple[ctypes.CDLL, Path] | None:
     """Load the build an index file names, if its SHA-256 matches and it reports our ABI version.
 
     A build file is named after its own digest and never rewritten, and the index is replaced
-    atomically, so a reader always sees a matching pair unless a file was damaged.
+    atomically, so a reader always sees a matching pair unless a file was damaged. Files that
+    another user owns or can write are not loaded (they are rebuilt).
     """
     try:
+        if _unsafe(index):
+            return None
         name, recorded = index.read_text().split()
         path = index.with_name(name)
-        if recorded != _digest(path.read_bytes()):
+        if _unsafe(path) or recorded != _digest(path.read_bytes()):
             return None
         lib = ctypes.CDLL(str(path))
         if lib.adams_abi_version() != ABI_VERSION:
@@ -165,7 +192,7 @@ def load(directory: Path | None = None, extra_flags: Sequence[str] = ()) -> Kern
     if cc is None:
         raise BuildError("no C compiler found (set $CC, or install gcc)")
     directory = Path(directory) if directory is not None else cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    _private_directory(directory)
     source = SOURCE.read_bytes()
 
     candidates = _flag_sets(extra_flags)

@@ -11,7 +11,8 @@ increments them itself (after the update, and only if every argument was valid),
 needs no extra dispatch to count steps.
 
 Validation. Every argument is checked in Python before the kernel runs (:func:`prepare`): plain
-dense contiguous CPU tensors of one dtype, matching shapes, no two written tensors at one address.
+dense contiguous CPU tensors of one dtype, matching shapes, no written tensor sharing memory with
+another tensor of the call.
 A failed check raises :class:`Rejected` (a ``ValueError``) and writes nothing, which lets the
 optimizer fall back to the foreach path. The checks are a few C-level passes over the lists; on
 the development VM they, with the optimizer's bookkeeping, are most of the gap between the
@@ -41,6 +42,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from adams._overlap import describe_pair, first_overlap
 from adams._build import BuildError, Kernel, default_kernel, fused_available, kernel_or_none
 
 __all__ = ["fused_available", "fused_adams_", "kernel_or_none", "prepare", "run", "Rejected", "BuildError"]
@@ -115,9 +117,10 @@ def _explain(params, grads, exp_avgs, dtype: torch.dtype) -> str:
 def _pointers(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor]):
     """Validate the three lists; return ``(dtype, w, g, m, numel)`` with raw addresses and sizes.
 
-    Raises :class:`Rejected` naming the first offending tensor. Two tensors that the kernel writes
-    (a parameter or a momentum), or a written tensor and a gradient, must not start at the same
-    address: threads would race on them.
+    Raises :class:`Rejected` naming the first offending tensor. A tensor that the kernel writes (a
+    parameter or a momentum) must share no byte with any other tensor of the call (byte ranges are
+    compared, :mod:`adams._overlap`): threads would race on it, and the result would depend on the
+    order of the elements.
     """
     if not (len(params) == len(grads) == len(exp_avgs)):
         raise Rejected(
@@ -137,34 +140,17 @@ def _pointers(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Seque
         w, g, m = (list(map(Tensor.data_ptr, ts)) for ts in (params, grads, exp_avgs))
     except RuntimeError as exc:  # a layout without storage (e.g. mkldnn)
         raise Rejected(f"{_explain(params, grads, exp_avgs, dtype)}: {exc}") from None
-    numel = list(map(Tensor.numel, params))
-    if 0 in numel:  # empty tensors may share any address: they are never touched
-        keep = [i for i, n in enumerate(numel) if n]
-        written, read = [w[i] for i in keep] + [m[i] for i in keep], [g[i] for i in keep]
-    else:
-        written, read = w + m, g
-    unique = set(written)
-    if len(unique) != len(written) or not unique.isdisjoint(read):
-        raise Rejected(_aliasing(w, g, m, numel))
-    return dtype, w, g, m, numel
+    overlap = first_overlap([*params, *exp_avgs], grads)
+    if overlap is not None:
+        raise Rejected(_aliasing(*overlap, len(params)))
+    return dtype, w, g, m, list(map(Tensor.numel, params))
 
 
-def _aliasing(w, g, m, numel) -> str:
-    """Name the first pair of tensors that share memory (see :func:`_pointers`)."""
-    written: dict[int, str] = {}
-    for i, (a, b, c, n) in enumerate(zip(w, g, m, numel)):
-        if not n:
-            continue
-        if a == b or b == c or a == c:
-            return f"param {i}, grad {i} and exp_avg {i} must not share memory"
-        for address, name in ((a, f"param {i}"), (c, f"exp_avg {i}")):
-            if address in written:
-                return f"{name} shares memory with {written[address]}, an earlier tensor of this call"
-            written[address] = name
-    for i, (b, n) in enumerate(zip(g, numel)):
-        if n and b in written:
-            return f"grad {i} shares memory with {written[b]}, which this call writes"
-    return "tensors share memory"
+def _aliasing(i: int, j: int, count: int) -> str:
+    """Name a pair of tensors that share memory (indices as in :func:`adams._overlap.first_overlap`)."""
+    names = ([f"param {k}" for k in range(count)] + [f"exp_avg {k}" for k in range(count)]
+             + [f"grad {k}" for k in range(count)])
+    return describe_pair(i, j, names)
 
 
 def _step_pointers(state_steps: Sequence[Tensor], count: int) -> list[int]:

@@ -7,9 +7,11 @@ updates the momentum of the shard it holds. This module adds what a training loo
 * :func:`save_checkpoint` / :func:`load_checkpoint`: model and optimizer through
   ``torch.distributed.checkpoint`` (DCP), one file per process, loadable on any number of processes
   (a checkpoint saved by 2 processes loads into 1, or into 4, and back). Saving is atomic: the
-  checkpoint appears under its name only once every process has written its part. Loading never
-  runs pickled code: non-tensor entries (the optimizer's hyperparameters) are read with
-  ``torch.load(..., weights_only=True)``.
+  checkpoint appears under its name only once every process has written its part, with the
+  SHA-256 of each file. Loading never runs pickled code (DCP's ``.metadata`` through a restricted
+  unpickler, non-tensor entries with ``torch.load(..., weights_only=True)``) and is all or nothing:
+  a damaged, foreign or mismatched checkpoint raises :class:`CheckpointError` with the model and
+  optimizer unchanged.
 * :func:`state_bytes_per_rank`: the optimizer-state bytes each process holds.
 
 All of it works in one process without ``torch.distributed`` initialized, so the same code saves
@@ -33,8 +35,11 @@ on a cluster and resumes on a laptop.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
+import pickle
 import shutil
 import warnings
 from contextlib import contextmanager
@@ -47,7 +52,7 @@ import torch.distributed as dist
 from adams.memory import state_bytes
 from adams.optimizer import AdamS
 
-__all__ = ["save_checkpoint", "load_checkpoint", "state_bytes_per_rank", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "state_bytes_per_rank", "CheckpointError"]
 
 _EXTRA_TYPES = (bool, int, float)
 
@@ -78,21 +83,25 @@ def _quiet_single_process():
         yield
 
 
-def _fill_state(optimizer: torch.optim.Optimizer) -> None:
+def _fill_state(optimizer: torch.optim.Optimizer) -> list[dict]:
     """Give every AdamS parameter its state (``step`` 0, zero momentum) if it has none yet.
 
     DCP needs a state entry for every parameter, and makes missing ones by taking a step with zero
     gradients and learning rate 0; for AdamS that records step 1 instead of 0, and with ``eps=0`` it
     writes 0/0 = NaN into the parameters. This is the state AdamS would create at its first step.
+    Returns the state dicts it filled.
     """
     if not isinstance(optimizer, AdamS):
-        return
+        return []
+    filled = []
     for group in optimizer.param_groups:
         for p in group["params"]:
             state = optimizer.state[p]
             if not state:
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                filled.append(state)
+    return filled
 
 
 def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
@@ -135,11 +144,149 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
         dcp.save(state, checkpoint_id=str(partial))
     _barrier()
     if _rank() == 0:
+        _write_checksums(partial)
         if path.exists():
             shutil.rmtree(path)
         os.replace(partial, path)
     _barrier()
     return path
+
+
+CHECKSUMS = "checksums.json"
+
+
+def _digest(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_checksums(directory: Path) -> None:
+    """Record the SHA-256 of every file DCP wrote, so that a damaged file is found before loading."""
+    files = {f.name: _digest(f) for f in sorted(directory.iterdir()) if f.is_file() and f.name != CHECKSUMS}
+    (directory / CHECKSUMS).write_text(json.dumps({"sha256": files}, indent=1, sort_keys=True))
+
+
+def _verify_checksums(path: Path) -> None:
+    """Compare every file of the checkpoint with the digests recorded at saving; a checkpoint saved
+    without them (by an older version) is only checked by the metadata checks."""
+    record = path / CHECKSUMS
+    if not record.is_file():
+        return
+    try:
+        digests = json.loads(record.read_text())["sha256"]
+        if not (isinstance(digests, dict) and all(isinstance(v, str) for v in digests.values())):
+            raise ValueError("not a mapping of file names to digests")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{record} is damaged ({err}); nothing was loaded") from None
+    for name, digest in sorted(digests.items()):
+        file = path / name
+        if not _plain_name(name) or not file.is_file():
+            raise CheckpointError(f"{path} is incomplete: {name} is listed in {CHECKSUMS} but missing; nothing was loaded")
+        if _digest(file) != digest:
+            raise CheckpointError(f"{file} is damaged: its SHA-256 differs from the one recorded when it was "
+                                  "saved; nothing was loaded")
+    unlisted = sorted(f.name for f in path.iterdir() if f.suffix == ".distcp" and f.name not in digests)
+    if unlisted:
+        raise CheckpointError(f"{path} holds files not written with it: {', '.join(unlisted)}; nothing was loaded")
+
+
+# What a DCP ``.metadata`` pickle may name: its own dataclasses, tensor sizes, dtypes and layouts,
+# paths. Everything else (``os.system``, ``builtins.eval``, any other callable) is refused.
+_METADATA_GLOBALS = frozenset({
+    *(("torch.distributed.checkpoint.metadata", name) for name in (
+        "Metadata", "StorageMeta", "TensorProperties", "_MEM_FORMAT_ENCODING", "BytesStorageMetadata",
+        "MetadataIndex", "TensorStorageMetadata", "ChunkStorageMetadata")),
+    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+    ("torch.serialization", "_get_layout"),
+    ("torch", "Size"),
+    ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"),
+    ("collections", "OrderedDict"),
+})
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Unpickles DCP metadata and nothing else: a global outside :data:`_METADATA_GLOBALS` (and
+    torch's dtypes) raises before it is looked up, so no pickled code can run."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _METADATA_GLOBALS or (
+                module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which checkpoint metadata never holds")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("it holds a persistent reference, which checkpoint metadata never holds")
+
+
+def _plain_name(name) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
+def read_metadata(path: str | os.PathLike):
+    """The checkpoint's DCP metadata, read with a restricted unpickler and checked.
+
+    Raises :class:`CheckpointError` if ``.metadata`` is missing, truncated, not a pickle, names
+    anything but metadata classes, or points at data outside the checkpoint directory.
+    """
+    from torch.distributed.checkpoint.filesystem import _StorageInfo
+    from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, Metadata, MetadataIndex,
+                                                       TensorStorageMetadata)
+
+    path = Path(path)
+    file = path / ".metadata"
+    if not file.is_file():
+        hint = " (an interrupted save left a .partial directory)" if path.with_name(path.name + ".partial").exists() else ""
+        raise CheckpointError(f"{path} is not a complete checkpoint: no .metadata file{hint}")
+    try:
+        with open(file, "rb") as handle:
+            metadata = _MetadataUnpickler(handle).load()
+    except Exception as err:  # noqa: BLE001 - every failure of a damaged file is reported alike
+        raise CheckpointError(f"{file} is not checkpoint metadata and was not loaded: "
+                              f"{type(err).__name__}: {err}") from None
+    problem = None
+    if not isinstance(metadata, Metadata):
+        problem = f"it holds a {type(metadata).__name__}, not DCP Metadata"
+    elif not (isinstance(metadata.state_dict_metadata, dict) and all(
+            isinstance(k, str) and isinstance(v, (TensorStorageMetadata, BytesStorageMetadata))
+            for k, v in metadata.state_dict_metadata.items())):
+        problem = "its entries are not tensor or byte descriptions"
+    elif not isinstance(metadata.storage_data, dict):
+        problem = "it has no storage table"
+    else:
+        for index, info in metadata.storage_data.items():
+            if not (isinstance(index, MetadataIndex) and isinstance(info, _StorageInfo)):
+                problem = "its storage table holds objects of the wrong kind"
+            elif not _plain_name(info.relative_path) or not (path / info.relative_path).is_file():
+                problem = f"entry {index.fqn!r} points at {info.relative_path!r}, not a file of the checkpoint"
+            elif not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (info.offset, info.length)):
+                problem = f"entry {index.fqn!r} has offset {info.offset!r} and length {info.length!r}"
+            elif info.offset + info.length > (path / info.relative_path).stat().st_size:
+                problem = f"entry {index.fqn!r} reaches past the end of {info.relative_path}"
+            if problem:
+                break
+    if problem:
+        raise CheckpointError(f"{file} is not valid checkpoint metadata ({problem}); nothing was loaded")
+    return metadata
+
+
+def _safe_reader(path: Path):
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import StorageMeta
+
+    class SafeReader(FileSystemReader):
+        """DCP's file reader with :func:`read_metadata` in place of its unrestricted ``pickle.load``."""
+
+        def read_metadata(self, *args, **kwargs):
+            metadata = read_metadata(path)
+            if getattr(metadata, "storage_meta", None) is None:
+                metadata.storage_meta = StorageMeta()
+            metadata.storage_meta.load_id = self.load_id
+            return metadata
+
+    return SafeReader(str(path))
 
 
 def _safe_load_planner():
@@ -152,11 +299,14 @@ def _safe_load_planner():
             try:
                 obj = torch.load(value, weights_only=True)
             except Exception as err:  # the unpickler refuses anything but plain data
-                reason = next((line for line in str(err).splitlines() if "Unsupported global" in line),
-                              str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__)
+                fqn = read_item.dest_index.fqn
+                refused = next((line for line in str(err).splitlines() if "Unsupported global" in line), None)
+                if refused is None:  # not a refusal: the bytes themselves are damaged
+                    raise CheckpointError(f"entry {fqn!r} of the checkpoint cannot be read (damaged: "
+                                          f"{type(err).__name__}: {str(err).strip()[:200]})") from None
                 raise CheckpointError(
-                    f"entry {read_item.dest_index.fqn!r} of the checkpoint is not plain data and was not "
-                    f"loaded (torch.load with weights_only=True refused it: {reason.strip()})") from None
+                    f"entry {fqn!r} of the checkpoint is not plain data and was not "
+                    f"loaded (torch.load with weights_only=True refused it: {refused.strip()})") from None
             plain = io.BytesIO()
             torch.save(obj, plain)  # plain data only: safe for the default planner to read back
             plain.seek(0)
@@ -171,46 +321,88 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
 
     Every process calls it, with the model already wrapped (or not) as it will train: the saved
     shards are redistributed to the current layout and number of processes. Returns ``extra`` as
-    saved (tensors of one element as Python numbers). A missing or incomplete checkpoint, or one
-    whose parameters do not match the model, raises :class:`CheckpointError`.
+    saved (tensors of one element as Python numbers).
+
+    All or nothing. Before anything is read into place: the files are compared with the SHA-256
+    digests recorded when they were saved, and ``.metadata`` is unpickled by a restricted
+    unpickler that admits only DCP's metadata classes (:func:`read_metadata`), so a planted object
+    runs no code. The entries are then read into a staging copy of the model and optimizer state
+    (non-tensor entries with ``torch.load(..., weights_only=True)``), the optimizer's
+    hyperparameters are checked, and only then copied into ``model`` and ``optimizer``. Any problem
+    raises :class:`CheckpointError` with the model and optimizer as they were. Staging holds a
+    second copy of this process's shard of the state while loading.
     """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.api import CheckpointException
-    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_state_dict
+    from torch.utils._pytree import tree_map
 
     path = Path(path)
-    if not (path / ".metadata").is_file():
-        hint = " (an interrupted save left a .partial directory)" if path.with_name(path.name + ".partial").exists() else ""
-        raise CheckpointError(f"{path} is not a complete checkpoint: no .metadata file{hint}")
-    reader = dcp.FileSystemReader(str(path))
-    saved = reader.read_metadata().state_dict_metadata
+    saved = read_metadata(path).state_dict_metadata
+    _verify_checksums(path)
     extra_keys = sorted(k.split(".", 1)[1] for k in saved if k.startswith("extra."))
     if optimizer is not None and not any(k.startswith("optim.") for k in saved):
         raise CheckpointError(f"{path} holds no optimizer state; pass optimizer=None to load the model only")
-    state = _state(model, optimizer)
-    unexpected = sorted({k[len("model."):] for k in saved if k.startswith("model.")} - set(state["model"]))
-    if unexpected:
-        raise CheckpointError(f"{path} holds parameters or buffers this model does not have: "
-                              f"{', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-    state["extra"] = {k: torch.empty(saved[f"extra.{k}"].size, dtype=saved[f"extra.{k}"].properties.dtype)
-                      for k in extra_keys}
+    filled = _fill_state(optimizer) if optimizer is not None else []
     try:
-        with _quiet_single_process():
-            dcp.load(state, storage_reader=reader, planner=_safe_load_planner())
-    except CheckpointException as err:  # a BaseException, holding each failed process's exception
-        causes = [exc for exc, _ in err.failures.values()]
-        ours = next((c for c in causes if isinstance(c, CheckpointError)), None)
-        if ours is not None:
-            raise CheckpointError(str(ours)) from None
-        raise CheckpointError(f"cannot load {path} into this model and optimizer: "
-                              f"{type(causes[0]).__name__}: {causes[0]}") from None
-    except Exception as err:
-        raise CheckpointError(f"cannot load {path} into this model and optimizer: {err}") from err
+        live = _state(model, optimizer)
+        unexpected = sorted({k[len("model."):] for k in saved if k.startswith("model.")} - set(live["model"]))
+        if unexpected:
+            raise CheckpointError(f"{path} holds parameters or buffers this model does not have: "
+                                  f"{', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+        staged = tree_map(lambda x: x.detach().clone() if isinstance(x, torch.Tensor) else x, live)
+        staged["extra"] = {k: torch.empty(saved[f"extra.{k}"].size, dtype=saved[f"extra.{k}"].properties.dtype)
+                           for k in extra_keys}
+        try:
+            with _quiet_single_process():
+                dcp.load(staged, storage_reader=_safe_reader(path), planner=_safe_load_planner())
+        except CheckpointException as err:  # a BaseException, holding each failed process's exception
+            causes = [exc for exc, _ in err.failures.values()]
+            ours = next((c for c in causes if isinstance(c, CheckpointError)), None)
+            if ours is not None:
+                raise CheckpointError(f"{ours}; nothing was loaded") from None
+            raise CheckpointError(f"cannot load {path} into this model and optimizer: "
+                                  f"{type(causes[0]).__name__}: {causes[0]}; nothing was loaded") from None
+        except CheckpointError:
+            raise
+        except Exception as err:
+            raise CheckpointError(f"cannot load {path} into this model and optimizer: {err}; "
+                                  "nothing was loaded") from err
+        if optimizer is not None:
+            _check_staged_optimizer(path, staged["optim"], optimizer)
+    except BaseException:
+        for state in filled:  # the optimizer as it was: no state made up for the load
+            state.clear()
+        raise
+    _apply(model, optimizer, staged)
+    return {k: (v.item() if v.numel() == 1 else v) for k, v in staged["extra"].items()}
+
+
+def _check_staged_optimizer(path: Path, optim_state: dict, optimizer: torch.optim.Optimizer) -> None:
+    """The loaded hyperparameters and step counters of an AdamS optimizer, checked before use."""
+    if not isinstance(optimizer, AdamS):
+        return
+    from adams.functional import check_steps
+    from adams.optimizer import _validate
+
+    try:
+        for index, (group, current) in enumerate(zip(optim_state["param_groups"], optimizer.param_groups)):
+            try:
+                _validate({**{k: v for k, v in current.items() if k != "params"}, **group})
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"parameter group {index}: {err}") from None
+        check_steps([s["step"] for s in optim_state["state"].values()])
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path} holds an optimizer state AdamS cannot use ({err}); nothing was loaded") from None
+
+
+def _apply(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, staged: dict) -> None:
+    """Copy a checked staging state into the model and optimizer."""
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_state_dict
+
     if optimizer is None:
-        set_model_state_dict(model, state["model"])
+        set_model_state_dict(model, staged["model"])
     else:
-        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    return {k: (v.item() if v.numel() == 1 else v) for k, v in state["extra"].items()}
+        set_state_dict(model, optimizer, model_state_dict=staged["model"], optim_state_dict=staged["optim"])
 
 
 def state_bytes_per_rank(optimizer: torch.optim.Optimizer, group: dist.ProcessGroup | None = None) -> list[int]:

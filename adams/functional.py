@@ -29,6 +29,7 @@ its own shards with no communication, and every path, the fused kernel included,
 from __future__ import annotations
 
 import math
+import numbers
 from collections import defaultdict
 from operator import attrgetter
 from typing import Literal, Sequence
@@ -37,8 +38,10 @@ import torch
 from torch import Tensor
 
 from adams import _fused
+from adams._overlap import describe_pair, first_overlap
 
-__all__ = ["adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor", "local_shards"]
+__all__ = ["adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor", "local_shards",
+           "local_tensors", "check_hyperparameters", "check_tensors", "check_steps"]
 
 Impl = Literal["forloop", "foreach", "fused"]
 
@@ -218,20 +221,104 @@ def local_shards(
     return shards
 
 
-def _step_counts(state_steps: Sequence[Tensor]) -> list[int]:
-    """Increment the step counters (``t <- t + 1``) and return the new counts as ints.
+def check_hyperparameters(*, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+                          bias_correction: bool = True, maximize: bool = False) -> None:
+    """Raise ``ValueError`` (``TypeError`` for a wrong type) naming the first unusable hyperparameter.
 
-    The counters are checked before they are changed: a bad one raises and changes none.
+    ``lr``, ``eps`` and ``weight_decay`` are finite numbers >= 0, the betas lie in [0, 1), and the
+    two flags are booleans (a string such as ``'no'`` would otherwise count as true).
     """
+    for name, value in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+        if not (math.isfinite(float(value)) and value >= 0.0):
+            raise ValueError(f"Invalid {name}: {name}={value} (must be a finite number >= 0)")
+    for i, beta in enumerate((beta1, beta2)):
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+            raise TypeError(f"betas[{i}] must be a number, got {type(beta).__name__} {beta!r}")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta{i + 1}: betas[{i}]={beta} (must be in [0, 1))")
+    for name, flag in (("bias_correction", bias_correction), ("maximize", maximize)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {type(flag).__name__} {flag!r}")
+
+
+_shape, _device = attrgetter("shape"), attrgetter("device")
+
+
+def _tensor_problem(i: int, p, g, m) -> str | None:
+    """Why the ``i``-th (param, grad, exp_avg) triple cannot take a step, or ``None``."""
+    for name, t in (("param", p), ("grad", g), ("exp_avg", m)):
+        if not isinstance(t, Tensor):
+            return f"{name} {i} is a {type(t).__name__}, not a tensor"
+    for name, t in (("grad", g), ("exp_avg", m)):
+        if t.shape != p.shape:
+            return f"{name} {i} has shape {tuple(t.shape)} but param {i} has shape {tuple(p.shape)}"
+        if t.dtype != p.dtype:
+            return f"{name} {i} has dtype {t.dtype} but param {i} has {p.dtype}"
+        if t.device != p.device:
+            return f"{name} {i} is on {t.device} but param {i} is on {p.device}"
+    if not p.is_floating_point():
+        return f"param {i} has dtype {p.dtype}; only floating-point (or complex) parameters can be updated"
+    return None
+
+
+def check_tensors(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor]) -> None:
+    """Raise ``ValueError`` naming the first problem that would stop a step part-way through.
+
+    Every gradient and momentum is a tensor of its parameter's shape, dtype and device; the
+    parameters are floating-point; and no tensor the step writes (a parameter or a momentum) shares
+    memory with another tensor of the step (byte ranges, :mod:`adams._overlap`): overlapping
+    tensors give results that depend on the order of the updates, and so differ between paths.
+    Give the tensors as :func:`adams` updates them (local shards, complex as real pairs).
+    """
+    if not (len(params) == len(grads) == len(exp_avgs)):
+        raise ValueError(f"params, grads and exp_avgs must have the same length, got {len(params)}, "
+                         f"{len(grads)}, {len(exp_avgs)}")
+    try:  # the usual case in a few C-level passes; the loop below names the culprit
+        shapes, dtypes, devices = (list(map(f, params)) for f in (_shape, _dtype, _device))
+        fine = (all(list(map(f, ts)) == ref for ts in (grads, exp_avgs)
+                    for f, ref in ((_shape, shapes), (_dtype, dtypes), (_device, devices)))
+                and all(map(Tensor.is_floating_point, params)))
+    except (AttributeError, TypeError):
+        fine = False
+    if not fine:
+        for i, triple in enumerate(zip(params, grads, exp_avgs)):
+            problem = _tensor_problem(i, *triple)
+            if problem:
+                raise ValueError(problem)
+    overlap = first_overlap([*params, *exp_avgs], grads)
+    if overlap is not None:
+        n = len(params)
+        names = [f"{kind} {k}" for kind in ("param", "exp_avg", "grad") for k in range(n)]
+        raise ValueError(describe_pair(*overlap, names))
+
+
+def check_steps(state_steps: Sequence[Tensor]) -> list[int]:
+    """The step counters as ints, after checking each is a one-element tensor holding a whole
+    number >= 0 (raises ``ValueError`` naming the first that is not). Nothing is changed."""
     if not state_steps:
         return []
-    if not all(isinstance(t, Tensor) and t.numel() == 1 for t in state_steps):
-        raise ValueError("state_steps must be one-element tensors (torch.optim's state['step'])")
-    before = torch.stack([t.detach().reshape(()).to("cpu", torch.float64) for t in state_steps]).tolist()
-    if not all(math.isfinite(c) and c >= 0 and c == int(c) for c in before):
-        raise ValueError(f"step counters must hold whole numbers >= 0, got {before}")
-    torch._foreach_add_(list(state_steps), 1.0)
-    return [int(c) + 1 for c in before]
+    for i, t in enumerate(state_steps):
+        if not (isinstance(t, Tensor) and t.numel() == 1):
+            what = f"shape {tuple(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(f"step counter {i} must be a one-element tensor (torch.optim's state['step']), "
+                             f"got {what}")
+    counts = torch.stack([t.detach().reshape(()).to("cpu", torch.float64) for t in state_steps]).tolist()
+    for i, c in enumerate(counts):
+        if not (math.isfinite(c) and c >= 0 and c == int(c)):
+            raise ValueError(f"step counter {i} must hold a whole number >= 0, got {c}")
+    return [int(c) for c in counts]
+
+
+def local_tensors(
+    params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor]
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """The tensors as the update sees them: local shards of ``DTensor`` s, complex as real pairs."""
+    params, grads, exp_avgs = local_shards(params, grads, exp_avgs)
+    if not set(map(_dtype, params)).isdisjoint(_COMPLEX):
+        params, grads, exp_avgs = ([_as_real(t) for t in ts] for ts in (params, grads, exp_avgs))
+    return params, grads, exp_avgs
 
 
 def adams(
@@ -256,6 +343,10 @@ def adams(
     this step :math:`t = 1`. The fused path reads and increments float32 CPU counters inside the
     kernel; the other paths with one ``torch._foreach_add_``.
 
+    All or nothing: the hyperparameters (:func:`check_hyperparameters`), the tensors
+    (:func:`check_tensors`) and the counters (:func:`check_steps`) are checked before anything is
+    written, and a problem raises ``ValueError`` (or ``TypeError``) with every tensor unchanged.
+
     Distributed tensors (``DTensor``) are updated through their local shards (:func:`local_shards`).
     Complex tensors are updated as pairs of real numbers (``torch.view_as_real``), so the
     denominator is formed per real and per imaginary part, as in ``torch.optim.AdamW``.
@@ -271,12 +362,21 @@ def adams(
         lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
         bias_correction=bias_correction, maximize=maximize,
     )
-    params, grads, exp_avgs = local_shards(params, grads, exp_avgs)
-    dtypes = set(map(_dtype, params))
-    if not dtypes.isdisjoint(_COMPLEX):
-        params, grads, exp_avgs = ([_as_real(t) for t in ts] for ts in (params, grads, exp_avgs))
-        dtypes = set(map(_dtype, params))
+    check_hyperparameters(**hyper)
+    params, grads, exp_avgs = local_tensors(params, grads, exp_avgs)
+    check_tensors(params, grads, exp_avgs)
+    check_steps(state_steps)
+    apply_checked(params, grads, exp_avgs, state_steps, impl=impl, **hyper)
 
+
+def apply_checked(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
+                  state_steps: Sequence[Tensor], *, impl: Impl, **hyper) -> None:
+    """The update of :func:`adams` on tensors that have passed its checks (local, real views).
+
+    The fused path may still raise :class:`adams._fused.Rejected` for tensors the kernel cannot
+    take (not contiguous, on another device), before anything is written.
+    """
+    dtypes = set(map(_dtype, params))
     if impl == "fused":
         kernel = _fused.default_kernel()
         if len(dtypes) <= 1:  # the usual case: one kernel call
@@ -294,7 +394,8 @@ def adams(
             _fused.run(kernel, call, **hyper)
         return
 
-    steps = _step_counts(state_steps)
+    steps = [t + 1 for t in check_steps(state_steps)]
+    torch._foreach_add_(list(state_steps), 1.0)
     if impl == "forloop":
         for p, g, m, t in zip(params, grads, exp_avgs, steps):
             adams_tensor_(p, g, m, step=t, **hyper)

@@ -1,8 +1,14 @@
 """``adams.AdamS``: a drop-in replacement for ``torch.optim.AdamW``."""
 from __future__ import annotations
 
+import math
+import numbers
+import sys
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from operator import attrgetter, itemgetter
+from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 import torch
@@ -10,8 +16,15 @@ from torch import Tensor
 
 from adams import _fused
 from adams import functional as F
+from adams.theory import step_bound
 
-__all__ = ["AdamS"]
+__all__ = ["AdamS", "BETA_DRIFT_TOLERANCE"]
+
+#: AdamS warns once when a group's betas move (a scheduler cycling beta1, say) so that the bound on
+#: each coordinate's step, :func:`adams.step_bound`, exceeds the bound at the betas the group was
+#: made with by more than this factor (2%). OneCycleLR's default cycle, beta1 down to 0.85 with
+#: beta2 = 0.95, raises it from 1.026 to 1.100.
+BETA_DRIFT_TOLERANCE = 1.02
 
 NonFinite = Literal["raise", "skip"]
 _is_sparse = attrgetter("is_sparse")
@@ -141,11 +154,32 @@ class AdamS(torch.optim.Optimizer):
         self.nonfinite = nonfinite
         self.skipped_steps = 0
         self._warned_no_grad = False
+        self._warned_betas = False
+        self._betas_seen: list = []  # per group: (betas it was made with, betas last seen)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
         _validate(self.param_groups[-1])
+        betas = tuple(self.param_groups[-1]["betas"])
+        self._betas_seen.append((betas, betas))
+
+    def load_state_dict(self, state_dict: dict, *, convert: bool = False) -> None:
+        """Load a state saved by :meth:`state_dict`, after checking all of it; nothing changes on error.
+
+        Checked before anything is loaded: the hyperparameters of every saved group, and for every
+        parameter a state that is empty (no step taken yet) or holds exactly ``step`` (a whole
+        number >= 0) and ``exp_avg`` (a tensor of the parameter's shape). A state from another
+        optimizer is refused with a message that says so: AdamW's holds ``exp_avg_sq`` as well,
+        and loading it as is would also carry its betas (0.9, 0.999) over.
+
+        ``convert=True`` takes an Adam or AdamW state instead: each parameter keeps its ``step``
+        and its ``exp_avg`` (the same exponential average of gradients AdamS keeps), the second
+        moment is dropped, and every group keeps *this* optimizer's hyperparameters.
+        """
+        checked = _checked_state_dict(self, state_dict, convert=convert)
+        super().load_state_dict(checked)
+        self._betas_seen = [(tuple(g["betas"]),) * 2 for g in self.param_groups]
 
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "nonfinite": self.nonfinite, "skipped_steps": self.skipped_steps}
@@ -155,6 +189,8 @@ class AdamS(torch.optim.Optimizer):
         self.__dict__.setdefault("nonfinite", None)
         self.__dict__.setdefault("skipped_steps", 0)
         self.__dict__.setdefault("_warned_no_grad", False)
+        self.__dict__.setdefault("_warned_betas", False)
+        self.__dict__.setdefault("_betas_seen", [])
         for group in self.param_groups:  # groups saved before an option existed get its default
             group.setdefault("bias_correction", True)
             group.setdefault("maximize", False)
@@ -171,30 +207,25 @@ class AdamS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
-        """Take one optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        """Take one optimization step; ``closure`` re-evaluates the model and returns the loss.
+
+        All or nothing: every group's hyperparameters, every gradient, momentum and step counter,
+        and the memory they occupy are checked before the first write. A problem raises
+        ``ValueError`` (``TypeError`` for a wrong type) naming it, with every parameter and all
+        optimizer state exactly as before the call.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
 
-        # one pass per group over the parameters that have a gradient (the bookkeeping below runs
-        # every step, right after the previous step streamed the whole model through the caches)
-        with_grad = []
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            grads = [p.grad for p in params]
-            if any(map(_is_sparse, grads)):
-                raise RuntimeError(
-                    "AdamS does not support sparse gradients; use dense gradients "
-                    "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
-                )
-            with_grad.append((params, grads))
-        if not self._warned_no_grad and not any(params for params, _ in with_grad):
+        plans, fresh = self._plan()
+        if not self._warned_no_grad and not any(plan.params for plan in plans):
             self._warned_no_grad = True
-            warnings.warn("AdamS.step(): no parameter has a gradient, so nothing changes. If the model was "
-                          "wrapped after the optimizer was made (FSDP2's fully_shard replaces the parameters), "
-                          "make the optimizer after wrapping.", stacklevel=2)
-        if self.nonfinite is not None and not _all_finite([g for _, gs in with_grad for g in gs]):
+            _warn("AdamS.step(): no parameter has a gradient, so nothing changes. If the model was "
+                  "wrapped after the optimizer was made (FSDP2's fully_shard replaces the parameters), "
+                  "make the optimizer after wrapping.")
+        if self.nonfinite is not None and not _all_finite([g for plan in plans for g in plan.grads]):
             if self.nonfinite == "raise":
                 raise FloatingPointError(
                     "AdamS: a gradient holds NaN or inf; no parameter or state was changed"
@@ -202,35 +233,73 @@ class AdamS(torch.optim.Optimizer):
             self.skipped_steps += 1
             return loss
 
-        for group, (params, grads) in zip(self.param_groups, with_grad):
-            if not params:
-                continue
-            states = list(map(self.state.__getitem__, params))  # self.state is a defaultdict(dict)
-            if not all(states):  # first step of some parameters: create their state
-                for p, state in zip(params, states):
-                    if not state:
-                        state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            exp_avgs = list(map(_get_exp_avg, states))
-            state_steps = list(map(_get_step, states))
-            beta1, beta2 = group["betas"]
-            hyper = dict(
-                lr=_scalar(group["lr"], "lr"), beta1=float(beta1), beta2=float(beta2),
-                eps=float(group["eps"]), weight_decay=float(group["weight_decay"]),
-                bias_correction=group["bias_correction"], maximize=group["maximize"],
-            )
-            impl = self._impl(group)
+        self.state.update(fresh)  # the first step of some parameters: their state starts now
+        for plan in plans:
+            impl = plan.impl
             if impl == "fused":
                 try:  # increments every state["step"], then updates params and exp_avgs
-                    F.adams(params, grads, exp_avgs, state_steps, **hyper, impl="fused")
+                    F.apply_checked(*plan.tensors, plan.steps, **plan.hyper, impl="fused")
                     continue
                 except _fused.Rejected as rejected:  # raised before anything was written
-                    if group["fused"]:  # asked for explicitly: fall back, but say why
-                        warnings.warn(f"AdamS: fused path unavailable ({rejected}); using foreach",
-                                      stacklevel=3)
+                    if plan.group["fused"]:  # asked for explicitly: fall back, but say why
+                        _warn(f"AdamS: fused path unavailable ({rejected}); using foreach")
                 impl = "foreach"
-            F.adams(params, grads, exp_avgs, state_steps, **hyper, impl=impl)
+            F.apply_checked(*plan.tensors, plan.steps, **plan.hyper, impl=impl)
         return loss
+
+    def _plan(self) -> tuple[list[_Plan], dict]:
+        """Check everything a step needs, change nothing: one :class:`_Plan` per group, and the
+        state to create for parameters taking their first step."""
+        plans, fresh = [], {}
+        for index, group in enumerate(self.param_groups):
+            hyper = _validate(group)
+            self._note_betas(index, group)
+            params = [p for p in group["params"] if p.grad is not None]
+            grads = [p.grad for p in params]
+            if any(map(_is_sparse, grads)):
+                raise RuntimeError(
+                    "AdamS does not support sparse gradients; use dense gradients "
+                    "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
+                )
+            states = [self.state.get(p) or fresh.setdefault(p, _initial_state(p)) for p in params]
+            for i, state in enumerate(states):
+                if not (isinstance(state.get("exp_avg"), Tensor) and "step" in state):
+                    raise ValueError(f"AdamS: the state of parameter {i} of group {index} holds "
+                                     f"{sorted(state)}, not 'step' and an 'exp_avg' tensor")
+            tensors = F.local_tensors(params, grads, list(map(_get_exp_avg, states)))
+            plans.append(_Plan(group, tensors, list(map(_get_step, states)), hyper, self._impl(group), grads))
+        # checked over all groups at once: memory shared between groups is caught too
+        joined = [[t for plan in plans for t in plan.tensors[k]] for k in range(3)]
+        try:
+            F.check_tensors(*joined)
+            F.check_steps([t for plan in plans for t in plan.steps])
+        except ValueError as err:
+            raise ValueError(f"AdamS: {err} (tensors counted over all parameter groups, in order); "
+                             "no parameter or state was changed") from None
+        return plans, fresh
+
+    def _note_betas(self, index: int, group: dict) -> None:
+        """Warn once if the betas moved (a scheduler's ``cycle_momentum``, say) to where the step
+        bound exceeds that of the betas the group was made with by more than
+        :data:`BETA_DRIFT_TOLERANCE`."""
+        betas = tuple(group["betas"])
+        seen = self._betas_seen
+        if index >= len(seen):  # a group made before this check existed (an unpickled optimizer)
+            seen.extend([None] * (index + 1 - len(seen)))
+        if seen[index] is None:
+            seen[index] = (betas, betas)
+        start, last = seen[index]
+        if betas == last or self._warned_betas:
+            return
+        seen[index] = (start, betas)
+        before, now = step_bound(*map(float, start)), step_bound(*map(float, betas))
+        if now > before * BETA_DRIFT_TOLERANCE:
+            self._warned_betas = True
+            _warn(
+                f"AdamS: the betas of parameter group {index} moved from {start} to {betas} (a learning-rate "
+                f"scheduler with cycle_momentum=True does this), which raises the bound on each coordinate's "
+                f"step (adams.step_bound) from {before:.3f} to {now:.3f} lr. AdamS keeps beta2 close to beta1; "
+                "pass cycle_momentum=False to keep the betas fixed.")
 
     def _impl(self, group: dict) -> F.Impl:
         """The path a group asks for: the fused kernel (when it is built) unless told otherwise.
@@ -246,9 +315,43 @@ class AdamS(torch.optim.Optimizer):
         if _fused.kernel_or_none() is not None:
             return "fused"
         if fused:
-            warnings.warn(f"AdamS: fused path unavailable ({_fused.fused_available()[1]}); using foreach",
-                          stacklevel=3)
+            _warn(f"AdamS: fused path unavailable ({_fused.fused_available()[1]}); using foreach")
         return "foreach"
+
+
+_LIBRARIES = (str(Path(torch.__file__).parent), str(Path(__file__).parent))
+
+
+def _warn(message: str) -> None:
+    """``warnings.warn`` attributed to the first caller outside adams and torch (the user's
+    ``opt.step()``), however deep the decorators that torch wraps ``step`` in."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARIES):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
+
+
+@dataclass
+class _Plan:
+    """One parameter group's checked step: what :func:`adams.functional.apply_checked` is given."""
+
+    group: dict
+    tensors: tuple[list[Tensor], list[Tensor], list[Tensor]]  # params, grads, exp_avgs as updated
+    steps: list[Tensor]
+    hyper: dict
+    impl: F.Impl
+
+    @property
+    def params(self) -> list[Tensor]:
+        return self.tensors[0]
+
+    grads: list[Tensor]  # as the parameters hold them (DTensors under FSDP2), for the non-finite check
+
+
+def _initial_state(p: Tensor) -> dict:
+    """The state of a parameter before its first step: no steps taken, zero momentum."""
+    return {"step": torch.tensor(0.0, dtype=torch.float32),
+            "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
 
 def _scalar(value: float | Tensor, name: str) -> float:
@@ -256,24 +359,115 @@ def _scalar(value: float | Tensor, name: str) -> float:
         if value.numel() != 1:
             raise ValueError(f"{name} must be a number or a 1-element tensor, got shape {tuple(value.shape)}")
         return float(value.item())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     return float(value)
 
 
-def _validate(group: dict) -> None:
-    lr = _scalar(group["lr"], "lr")
-    if not lr >= 0.0:
-        raise ValueError(f"Invalid learning rate: lr={lr} (must be >= 0)")
+def _validate(group: dict) -> dict:
+    """Check a parameter group's hyperparameters; return them as the functional core takes them.
+
+    Runs when a group is added and again at every step, so a value set on ``param_groups`` later
+    (a NaN learning rate, a string) is refused before anything is written.
+    """
     betas = group["betas"]
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         raise ValueError(f"Invalid betas: betas={betas!r} (must be a pair (beta1, beta2))")
-    for i, beta in enumerate(betas):
-        beta = _scalar(beta, f"betas[{i}]")
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"Invalid beta{i + 1}: betas[{i}]={beta} (must be in [0, 1))")
-    if not float(group["eps"]) >= 0.0:
-        raise ValueError(f"Invalid epsilon: eps={group['eps']} (must be >= 0)")
-    if not float(group["weight_decay"]) >= 0.0:
-        raise ValueError(f"Invalid weight_decay: weight_decay={group['weight_decay']} (must be >= 0)")
+    hyper = dict(
+        lr=_scalar(group["lr"], "lr"), beta1=_scalar(betas[0], "betas[0]"), beta2=_scalar(betas[1], "betas[1]"),
+        eps=_scalar(group["eps"], "eps"), weight_decay=_scalar(group["weight_decay"], "weight_decay"),
+        bias_correction=group["bias_correction"], maximize=group["maximize"],
+    )
+    F.check_hyperparameters(**hyper)
+    for name in ("foreach", "fused"):
+        if group[name] not in (None, True, False):
+            raise TypeError(f"{name} must be None, True or False, got {type(group[name]).__name__} {group[name]!r}")
+    return hyper
+
+
+_OWN_STATE = frozenset(("step", "exp_avg"))
+_ADAM_STATE = frozenset(("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
+_FOREIGN_GROUP_KEYS = ("amsgrad", "capturable", "differentiable", "decoupled_weight_decay", "momentum",
+                       "dampening", "nesterov")
+
+
+def _checked_state_dict(optimizer: AdamS, state_dict, *, convert: bool) -> dict:
+    """``state_dict`` ready for ``torch.optim.Optimizer.load_state_dict``, or a ``ValueError``.
+
+    With ``convert=True`` an Adam/AdamW state becomes an AdamS state (see :meth:`AdamS.load_state_dict`).
+    """
+    if not (isinstance(state_dict, Mapping) and {"state", "param_groups"} <= set(state_dict)):
+        raise ValueError("AdamS.load_state_dict: expected a dict with 'state' and 'param_groups' "
+                         f"(from optimizer.state_dict()), got {type(state_dict).__name__}")
+    saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+    if not (isinstance(saved_groups, (list, tuple)) and isinstance(saved_state, Mapping)
+            and all(isinstance(g, Mapping) and "params" in g for g in saved_groups)):
+        raise ValueError("AdamS.load_state_dict: 'param_groups' must be a list of dicts with 'params' and "
+                         "'state' a dict")
+    if len(saved_groups) != len(optimizer.param_groups) or any(
+            len(s["params"]) != len(g["params"]) for s, g in zip(saved_groups, optimizer.param_groups)):
+        raise ValueError("AdamS.load_state_dict: the saved state has "
+                         f"{[len(g['params']) for g in saved_groups]} parameters per group, this optimizer "
+                         f"{[len(g['params']) for g in optimizer.param_groups]}")
+    groups = []
+    for index, (saved, current) in enumerate(zip(saved_groups, optimizer.param_groups)):
+        foreign = [k for k in _FOREIGN_GROUP_KEYS if k in saved]
+        if convert:  # this optimizer's hyperparameters, the saved parameter ids
+            saved = {**{k: v for k, v in current.items() if k != "params"},
+                     **{k: saved[k] for k in ("params", "param_names") if k in saved}}
+        elif foreign:
+            raise ValueError(f"AdamS.load_state_dict: parameter group {index} has {foreign}, options of "
+                             "another optimizer (AdamW's state?); pass convert=True to take its momentum "
+                             "and keep AdamS's hyperparameters")
+        try:
+            _validate({**{k: v for k, v in current.items() if k != "params"}, **saved})
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"AdamS.load_state_dict: parameter group {index}: {err}") from None
+        groups.append(saved)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    state = {}
+    for key, p in zip([k for g in saved_groups for k in g["params"]], params):
+        if key not in saved_state:
+            continue
+        entry = saved_state[key]
+        where = f"AdamS.load_state_dict: the state of parameter {key} (shape {tuple(p.shape)})"
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where} is a {type(entry).__name__}, not a dict")
+        keys = set(entry)
+        if keys and convert:
+            if not keys <= _ADAM_STATE:
+                raise ValueError(f"{where} holds {sorted(keys - _ADAM_STATE)}: convert=True takes an Adam or "
+                                 "AdamW state (step, exp_avg, exp_avg_sq)")
+            entry = {k: entry[k] for k in _OWN_STATE if k in entry}
+            keys = set(entry)
+        if keys and keys != _OWN_STATE:
+            extra, missing = sorted(keys - _OWN_STATE), sorted(_OWN_STATE - keys)
+            hint = ("; it looks like AdamW's or Adam's state: pass convert=True to take its momentum"
+                    if "exp_avg_sq" in extra else "")
+            raise ValueError(f"{where} holds {sorted(keys)}: AdamS keeps 'step' and 'exp_avg'"
+                             + (f", and {extra} are not its own" if extra else "")
+                             + (f", and {missing} are missing" if missing else "") + hint)
+        if keys:
+            _check_entry(where, entry, p)
+        state[key] = entry
+    return {**state_dict, "state": state, "param_groups": groups}
+
+
+def _check_entry(where: str, entry: Mapping, p: Tensor) -> None:
+    exp_avg, step = entry["exp_avg"], entry["step"]
+    if not isinstance(exp_avg, Tensor):
+        raise ValueError(f"{where}: exp_avg is a {type(exp_avg).__name__}, not a tensor")
+    if exp_avg.shape != p.shape:
+        raise ValueError(f"{where}: exp_avg has shape {tuple(exp_avg.shape)}, not the parameter's")
+    if not (exp_avg.is_floating_point() or exp_avg.is_complex()) or exp_avg.is_complex() != p.is_complex():
+        raise ValueError(f"{where}: exp_avg has dtype {exp_avg.dtype}, but the parameter has {p.dtype}")
+    if isinstance(step, Tensor):
+        if step.numel() != 1:
+            raise ValueError(f"{where}: step has shape {tuple(step.shape)}, not one element")
+        step = step.detach().reshape(()).to("cpu", torch.float64).item()
+    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not (
+            math.isfinite(step) and step >= 0 and step == int(step)):
+        raise ValueError(f"{where}: step is {step!r}, not a whole number >= 0")
 
 
 def _all_finite(grads: list[Tensor]) -> bool:

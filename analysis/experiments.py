@@ -129,7 +129,7 @@ def interleaved_step_times(configs: dict[str, TrainConfig], rounds: int, warmup:
             loss = lm_loss(model, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), configs[name].clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), configs[name].clip if configs[name].clip is not None else float("inf"))
             optimizer.step()
             if k >= warmup:
                 times[name].append(time.perf_counter() - start)

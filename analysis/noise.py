@@ -11,6 +11,9 @@ The paper's model is i.i.d. Gaussian noise. The other two test how far its concl
 
 A noise model hands out a *stream* for a block of chains: ``draw = noise.stream(rng, n)``, then
 each ``draw(out)`` fills ``out`` (length n) with the next xi_t of every chain.
+
+Every model checks its parameters when it is made, and :func:`check_noise` checks any object handed
+to the simulator as a noise model, so a bad parameter is named before a simulation starts.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-__all__ = ["Noise", "Gaussian", "StudentT", "AR1"]
+__all__ = ["Noise", "Gaussian", "StudentT", "AR1", "check_noise"]
 
 Stream = Callable[[np.ndarray], None]
 
@@ -34,6 +37,29 @@ class Noise(Protocol):
     def stream(self, rng: np.random.Generator, n: int) -> Stream: ...
 
 
+def _real(name: str, value) -> float:
+    """``value`` as a float if it is a real number (not a bool, a string or an array), else a named error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def _require(name: str, value, wanted: float, model: str) -> None:
+    """A moment the model fixes (e.g. a Gaussian's kurtosis) may only be given its own value."""
+    if _real(name, value) != wanted:
+        raise ValueError(f"{model} noise has {name} {wanted:g} by construction, got {name}={value!r}")
+
+
+def check_noise(noise) -> None:
+    """Check that ``noise`` can drive the simulator: a ``stream`` method and a ``memory`` in [0, 1)."""
+    if not callable(getattr(noise, "stream", None)):
+        raise ValueError(f"noise must be a noise model with a stream(rng, n) method, such as Gaussian(), "
+                         f"StudentT(dof) or AR1(rho); got {noise!r}")
+    memory = _real("noise.memory", getattr(noise, "memory", None))
+    if not (math.isfinite(memory) and 0 <= memory < 1):
+        raise ValueError(f"noise.memory (the lag-one correlation) must lie in [0, 1), got {memory}")
+
+
 @dataclass(frozen=True)
 class Gaussian:
     """xi ~ N(0, 1), i.i.d. (the paper's model)."""
@@ -41,6 +67,11 @@ class Gaussian:
     memory: float = 0.0
     skewness: float = 0.0
     kurtosis: float = 3.0
+
+    def __post_init__(self):
+        _require("memory", self.memory, 0.0, "Gaussian")
+        _require("skewness", self.skewness, 0.0, "Gaussian")
+        _require("kurtosis", self.kurtosis, 3.0, "Gaussian")
 
     @property
     def label(self) -> str:
@@ -59,8 +90,10 @@ class StudentT:
     skewness: float = 0.0
 
     def __post_init__(self):
-        if not (math.isfinite(self.dof) and self.dof > 2):
+        if not (math.isfinite(_real("dof", self.dof)) and self.dof > 2):
             raise ValueError(f"Student-t noise needs dof > 2 for a finite variance, got dof={self.dof}")
+        _require("memory", self.memory, 0.0, "Student-t")
+        _require("skewness", self.skewness, 0.0, "Student-t")
 
     @property
     def kurtosis(self) -> float:
@@ -87,8 +120,10 @@ class AR1:
     innovations: Gaussian | StudentT = Gaussian()
 
     def __post_init__(self):
-        if not (math.isfinite(self.rho) and 0 <= self.rho < 1):
+        if not (math.isfinite(_real("rho", self.rho)) and 0 <= self.rho < 1):
             raise ValueError(f"AR(1) noise needs 0 <= rho < 1, got rho={self.rho}")
+        if not isinstance(self.innovations, (Gaussian, StudentT)):
+            raise ValueError(f"AR(1) innovations must be Gaussian() or StudentT(dof), got {self.innovations!r}")
 
     @property
     def memory(self) -> float:

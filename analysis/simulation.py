@@ -30,6 +30,14 @@ those floors; the variances' relative biases are the squares of the means', so t
 still. AR(1) noise multiplies the momentum's variance deficit by at most (1 + rho)/(1 - rho) and
 is given the corresponding extra steps.
 
+**Cost, before anything is allocated** (:func:`plan`). Every argument is checked first, then the
+peak memory (float64 words: the noise EMAs of every block, the per-pair arrays the statistics are
+computed from, the samples if kept, the results) and the work (chain-steps: chains x steps summed
+over the (beta1, beta2) pairs, each step of a block also counted as :data:`STEP_COST_CHAINS`
+chains for its fixed cost) are estimated. :func:`simulate` refuses with :class:`SimulationTooLarge`
+a run past ``max_memory`` bytes, ``max_work`` chain-steps, or ``max_steps`` steps per chain (the
+burn-in grows like 1/(1 - beta2)); the message names the estimate, the limit and the keyword.
+
 **Seeds.** Chains come in blocks of :data:`BLOCK`; block k of the pair (beta1, beta2) draws from
 ``np.random.SeedSequence(seed, spawn_key=(bits(beta1), bits(beta2), k))``. Reruns give identical
 numbers, adding grid points does not change the others, and the thread count does not matter.
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import math
 import os
+import reprlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
@@ -45,15 +54,41 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from analysis._validate import check_grid
-from analysis.noise import AR1, Gaussian, Noise, StudentT
+from analysis.noise import AR1, Gaussian, Noise, StudentT, check_noise
 
-__all__ = ["BLOCK", "Estimate", "Simulation", "simulate", "burn_in", "reference_chain", "block_rngs",
-           "Gaussian", "StudentT", "AR1"]
+__all__ = ["BLOCK", "Estimate", "Simulation", "SimulationTooLarge", "Plan", "plan", "simulate", "burn_in",
+           "reference_chain", "block_rngs", "Gaussian", "StudentT", "AR1"]
 
 BLOCK = 8192  # chains per block: the working arrays of a block stay in the L2 cache
 DEFAULT_QUANTILES = (0.01, 0.05, 0.5, 0.95, 0.99)
 Z95 = 1.959963984540054
+MAX_MEMORY = 4 * 2**30  # bytes; the default of simulate(max_memory=)
+MAX_WORK = 4 * 10**9  # chain-steps, about a minute; the notebooks' largest run is 7e8
+MAX_STEPS = 10**6  # steps per chain; burn-in reaches it near 1 - beta2 = 1e-5
+STEP_COST_CHAINS = 512  # one step of a block costs ~8 us before its chains: the time of ~500 chains
+_STATS_WORDS_PER_POINT = 11  # float64 arrays of `chains` alive while one grid point's statistics are computed
+_BYTES_PER_PAIR = 4096  # Python objects per (beta1, beta2) pair: generators, tasks, blocks
+
+
+class SimulationTooLarge(ValueError):
+    """A simulation whose estimated memory, work or steps per chain is past the caller's limit."""
+
+
+def _count(name: str, value, minimum: int) -> int:
+    """``value`` as an int >= ``minimum`` (integral floats such as 1e4 are accepted), or a named error."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if not (math.isfinite(value) and int(value) == value and value >= minimum):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _limit(name: str, value) -> float:
+    """A positive limit (``math.inf`` switches it off)."""
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (real and value > 0):
+        raise ValueError(f"{name} must be a positive number (math.inf for no limit), got {value!r}")
+    return value
 
 
 def burn_in(beta1: float, beta2: float, chains: int, *, tol: float = 0.01, memory: float = 0.0) -> int:
@@ -64,10 +99,11 @@ def burn_in(beta1: float, beta2: float, chains: int, *, tol: float = 0.01, memor
     """
     if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
         raise ValueError(f"betas must lie in [0, 1), got ({beta1}, {beta2})")
-    if chains < 2:
-        raise ValueError(f"need at least 2 chains for a standard error, got {chains}")
+    chains = _count("chains", chains, 2)  # at least 2 for a standard error
     if not 0 < tol < 1:
         raise ValueError(f"tol must lie in (0, 1), got {tol}")
+    if not 0 <= memory < 1:
+        raise ValueError(f"memory (the noise's lag-one correlation) must lie in [0, 1), got {memory}")
     steps = 1
     if beta2 > 0:  # E[S]: beta2^b <= tol * sqrt(2 (1 - beta2) / ((1 + beta2) n))
         floor = tol * math.sqrt(2 * (1 - beta2) / ((1 + beta2) * chains))
@@ -235,10 +271,171 @@ class Simulation(Mapping):
         return len(self.estimates)
 
 
+def _grid_array(name: str, x) -> np.ndarray:
+    """One grid argument as a non-empty, finite float array (its range is checked by the caller)."""
+    try:
+        raw = np.asarray(x)
+        if raw.dtype.kind not in "iufO":  # no strings, booleans, complex numbers or dates
+            raise TypeError
+        array = raw.astype(float, copy=False)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number or an array of real numbers, got {reprlib.repr(x)}") from None
+    if array.size == 0:
+        raise ValueError(f"{name} is empty: the grid needs at least one value of it")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite, got {array[~np.isfinite(array)][0]}")
+    return array
+
+
+def _check_grid(mu, sigma, beta1, beta2) -> tuple[list[np.ndarray], tuple[int, ...]]:
+    """The four grid arguments as float arrays and their broadcast shape; nothing of that shape is made."""
+    arrays = [_grid_array(name, x) for name, x in (("mu", mu), ("sigma", sigma), ("beta1", beta1), ("beta2", beta2))]
+    if not np.all(arrays[1] > 0):
+        raise ValueError(f"sigma must be > 0 (with sigma = 0 there is no noise to study), got {arrays[1].min()}")
+    for name, beta in (("beta1", arrays[2]), ("beta2", arrays[3])):
+        if not np.all((beta >= 0) & (beta < 1)):
+            raise ValueError(f"{name} must lie in [0, 1), got values from {beta.min()} to {beta.max()}")
+    try:
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    except ValueError:
+        raise ValueError("mu, sigma, beta1 and beta2 do not broadcast together: shapes "
+                         f"{', '.join(str(a.shape) for a in arrays)}") from None
+    return arrays, shape
+
+
+def _check_options(seed, quantiles, tol, keep_samples, workers, progress) -> tuple[tuple[float, ...], int]:
+    """Checks of the keywords that do not size the run; returns the quantile levels and the worker count."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0 (reruns with one seed give identical numbers), got {seed!r}")
+    try:
+        levels = tuple(float(p) for p in quantiles)
+    except (TypeError, ValueError):
+        raise ValueError(f"quantiles must be a sequence of levels in (0, 1), got {reprlib.repr(quantiles)}") from None
+    if not all(0 < p < 1 for p in levels):
+        raise ValueError(f"quantile levels must lie in (0, 1), got {quantiles}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) or not 0 < tol < 1:
+        raise ValueError(f"tol must lie in (0, 1), got {tol!r}")
+    if not isinstance(keep_samples, (bool, np.bool_)):
+        raise ValueError(f"keep_samples must be True or False, got {keep_samples!r}")
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise ValueError(f"progress must be True, False or None, got {progress!r}")
+    workers = min(2, os.cpu_count() or 1) if workers is None else _count("workers", workers, 1)
+    return levels, workers
+
+
+def _pairs(beta1: np.ndarray, beta2: np.ndarray, shape) -> tuple[list[tuple[float, float]], list[np.ndarray]]:
+    """The distinct (beta1, beta2) of the grid, in order of first appearance, and the flat indices of each."""
+    keys = np.stack([np.broadcast_to(b, shape).ravel() + 0.0 for b in (beta1, beta2)], axis=1)  # + 0.0: -0.0 is 0.0
+    unique, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    groups = np.split(np.argsort(inverse.ravel(), kind="stable"), np.cumsum(np.bincount(inverse.ravel()))[:-1])
+    order = np.argsort(first)
+    return [tuple(unique[j].tolist()) for j in order], [groups[j] for j in order]
+
+
+def _grid_words(size: int, n_keys: int, chains: int, keep_samples: bool) -> int:
+    """float64 words that grow with the grid alone: flat copies and indices, results, kept samples."""
+    return size * (8 + 2 * n_keys + 3) + (3 * size * chains if keep_samples else 0)
+
+
+def _peak_bytes(chains, pairs, groups, n_keys, keep_samples, workers) -> int:
+    """Estimated peak memory of :func:`simulate`, from the arrays it keeps (see the module docstring)."""
+    size = sum(len(g) for g in groups)
+    held = sum(chains * (4 if b1 == b2 else 5) for b1, b2 in pairs)  # (xi, u_prev, u, A, B); A is u if b1 = b2
+    k = max(len(g) for g in groups)  # grid points of the largest pair
+    stats = chains * (5 + _STATS_WORDS_PER_POINT * k) + 2 * n_keys * k  # one pair joined, its points, its results
+    in_flight = workers * 3 * min(chains, BLOCK)  # scratch of the blocks being advanced
+    words = held + stats + in_flight + _grid_words(size, n_keys, chains, keep_samples)
+    return 8 * words + _BYTES_PER_PAIR * len(pairs)
+
+
+def _work(chains: int, steps) -> int:
+    """Chain-steps over the pairs, each step of a block adding STEP_COST_CHAINS for its fixed cost."""
+    blocks = -(-chains // BLOCK)
+    return sum(n * (chains + blocks * STEP_COST_CHAINS) for n in steps)
+
+
+def _bytes(n: float) -> str:
+    """A byte count for a reader: '3.13 GiB (3,360,398,136 bytes)'."""
+    unit = max((u for u in range(1, 4) if n >= 1024**u), default=0)
+    return f"{n / 1024**unit:.3g} {('KiB', 'MiB', 'GiB')[unit - 1]} ({n:,} bytes)" if unit else f"{n:,} bytes"
+
+
+def _refuse(memory: int, work: int, problem: str) -> SimulationTooLarge:
+    return SimulationTooLarge(f"simulate would need about {_bytes(memory)} of memory and {work:.3g} chain-steps "
+                              f"of work; {problem}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`simulate` will run and what it will cost, worked out before anything large exists."""
+
+    shape: tuple[int, ...]  # the broadcast grid
+    chains: int
+    pairs: list[tuple[float, float]]  # distinct (beta1, beta2), in order of first appearance
+    steps: list[int]  # steps per chain of each pair
+    memory: int  # estimated peak bytes
+    work: int  # chain-steps (each step of a block also counts STEP_COST_CHAINS)
+    quantiles: tuple[float, ...]
+    workers: int
+    groups: list[np.ndarray] = field(repr=False)  # flat grid indices of each pair
+
+
+def plan(
+    mu, sigma, beta1, beta2, *, chains: int = 10_000, steps: int | None = None, seed: int = 0,
+    noise: Noise = Gaussian(), quantiles: tuple[float, ...] = DEFAULT_QUANTILES, tol: float = 0.01,
+    keep_samples: bool = False, workers: int | None = None, progress: bool | None = None,
+    max_memory: float = MAX_MEMORY, max_work: float = MAX_WORK, max_steps: float = MAX_STEPS,
+) -> Plan:
+    """Check every argument of :func:`simulate` and estimate its memory and work, or refuse the run.
+
+    Raises ``ValueError`` naming a bad argument, and :class:`SimulationTooLarge` (a ``ValueError``)
+    when the steps per chain, the memory or the work would pass ``max_steps``, ``max_memory``
+    (bytes) or ``max_work`` (chain-steps). Only the grid's distinct (beta1, beta2) pairs and their
+    indices are built, after a check that the grid itself fits in ``max_memory``.
+
+    >>> p = plan([0.1, 1.0], 1.0, 0.9, 0.95, chains=10_000)
+    >>> p.pairs, p.steps, p.work
+    ([(0.9, 0.95)], [209], 2304016)
+    """
+    arrays, shape = _check_grid(mu, sigma, beta1, beta2)
+    chains = _count("chains", chains, 2)
+    if steps is not None:
+        steps = _count("steps", steps, 1)
+    levels, workers = _check_options(seed, quantiles, tol, keep_samples, workers, progress)
+    check_noise(noise)
+    max_memory, max_work, max_steps = (_limit(k, v) for k, v in
+                                       (("max_memory", max_memory), ("max_work", max_work), ("max_steps", max_steps)))
+    n_keys = 9 + 2 * (2 + len(levels))
+    grid_bytes = 8 * _grid_words(math.prod(shape), n_keys, chains, keep_samples)
+    if grid_bytes > max_memory:
+        raise SimulationTooLarge(f"simulate would need at least {_bytes(grid_bytes)} of memory for the grid of "
+                                 f"shape {shape} alone, past max_memory={max_memory:,} bytes; use fewer grid points "
+                                 "(or keep_samples=False), or raise max_memory=")
+    pairs, groups = _pairs(arrays[2], arrays[3], shape)
+    n_steps = [steps if steps is not None else burn_in(*pair, chains, tol=tol, memory=noise.memory) for pair in pairs]
+    memory, work = _peak_bytes(chains, pairs, groups, n_keys, keep_samples, workers), _work(chains, n_steps)
+    longest = max(range(len(pairs)), key=n_steps.__getitem__)
+    if n_steps[longest] > max_steps:
+        (b1, b2), n = pairs[longest], n_steps[longest]
+        what = (f"steps={n:,}" if steps is not None else f"(beta1, beta2) = ({b1}, {b2}) needs a burn-in of {n:,} "
+                f"steps per chain (it grows like 1/(1 - beta2) = {1 / (1 - b2):.3g})")
+        raise _refuse(memory, work, f"{what}, past max_steps={max_steps:,}; raise max_steps= to run it anyway, "
+                                    "or pass a smaller steps= to stop before stationarity")
+    if memory > max_memory:
+        raise _refuse(memory, work, f"the memory is past max_memory={max_memory:,} bytes; use fewer chains or grid "
+                                    "points, or raise max_memory=")
+    if work > max_work:
+        raise _refuse(memory, work, f"the work is past max_work={max_work:.3g} chain-steps (about a minute at "
+                                    "7e7 chain-steps per second); use fewer chains, grid points or steps, "
+                                    "or raise max_work=")
+    return Plan(shape, chains, pairs, n_steps, memory, work, levels, workers, groups)
+
+
 def simulate(
     mu, sigma, beta1, beta2, *, chains: int = 10_000, steps: int | None = None, seed: int = 0,
     noise: Noise = Gaussian(), quantiles: tuple[float, ...] = DEFAULT_QUANTILES, tol: float = 0.01,
     keep_samples: bool = False, workers: int | None = None, progress: bool | None = None,
+    max_memory: float = MAX_MEMORY, max_work: float = MAX_WORK, max_steps: float = MAX_STEPS,
 ) -> Simulation:
     """Monte-Carlo estimates of the stationary statistics at every point of the broadcast grid.
 
@@ -250,38 +447,34 @@ def simulate(
     ``adams_step`` = m_t/sqrt(V_t) and ``adam_step`` = m_t/sqrt(S_t): ``_mean``, ``_rms`` and
     ``_q<p>`` for each quantile level p, and ``rms_step_ratio`` = RMS(adams_step)/RMS(adam_step). ``workers`` threads (default: up to 2) share the blocks;
     ``progress=None`` shows a bar only on a terminal.
+
+    Before anything is allocated, :func:`plan` checks every argument and refuses (with
+    :class:`SimulationTooLarge`) a run whose estimated peak memory passes ``max_memory`` bytes
+    (default 4 GiB), whose work passes ``max_work`` chain-steps (default 4e9, about a minute), or
+    whose steps per chain pass ``max_steps`` (default 1e6); raise a keyword to allow a larger run.
     """
-    mu, sigma, beta1, beta2 = check_grid(mu, sigma, beta1, beta2)
-    if int(chains) != chains or chains < 2:
-        raise ValueError(f"chains must be an integer >= 2, got {chains}")
-    if steps is not None and (int(steps) != steps or steps < 1):
-        raise ValueError(f"steps must be a positive integer or None, got {steps}")
-    if not all(0 < p < 1 for p in quantiles):
-        raise ValueError(f"quantile levels must lie in (0, 1), got {quantiles}")
-    chains, shape = int(chains), mu.shape
-    flat = [x.ravel() for x in (mu, sigma, beta1, beta2)]
-    pairs: dict[tuple[float, float], list[int]] = {}
-    for i, key in enumerate(zip(flat[2].tolist(), flat[3].tolist())):
-        pairs.setdefault(key, []).append(i)
-    n_steps = {pair: int(steps) if steps is not None else burn_in(*pair, chains, tol=tol, memory=noise.memory)
-               for pair in pairs}
-    tasks = [(pair, n, rng) for pair in pairs for n, rng in block_rngs(seed, *pair, chains)]
-    workers = workers or min(2, os.cpu_count() or 1)
+    run = plan(mu, sigma, beta1, beta2, chains=chains, steps=steps, seed=seed, noise=noise, quantiles=quantiles,
+               tol=tol, keep_samples=keep_samples, workers=workers, progress=progress, max_memory=max_memory,
+               max_work=max_work, max_steps=max_steps)
+    chains, shape, quantiles = run.chains, run.shape, run.quantiles
+    flat = [np.broadcast_to(np.asarray(x, dtype=float), shape).ravel() for x in (mu, sigma)]
+    n_steps = dict(zip(run.pairs, run.steps))
+    tasks = [(pair, n, rng) for pair in run.pairs for n, rng in block_rngs(seed, *pair, chains)]
     runner: Callable = lambda task: _run_block(*task[0], n_steps[task[0]], task[1], task[2], noise)
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(run.workers) as pool:
         blocks = list(tqdm(pool.map(runner, tasks), total=len(tasks), disable=None if progress is None else not progress,
                            desc="stationary Monte Carlo", unit="block"))
     by_pair: dict[tuple[float, float], list] = {}
     for (pair, _, _), block in zip(tasks, blocks):
         by_pair.setdefault(pair, []).append(block)
 
-    size = mu.size
+    size = math.prod(shape)
     estimates: dict[str, np.ndarray] = {}
     ses: dict[str, np.ndarray] = {}
     max_abs = {"adams_step": np.empty(size), "adam_step": np.empty(size)}
     samples = {k: np.empty((size, chains)) for k in ("m", "V", "S")} if keep_samples else None
     step_count = np.empty(size, dtype=np.int64)
-    for pair, idx in pairs.items():
+    for pair, idx in zip(run.pairs, run.groups):
         b2 = pair[1]
         xi, u_prev, u, A, B = (np.concatenate(parts) for parts in zip(*by_pair[pair]))
         m_ = flat[0][idx, None]

@@ -63,7 +63,13 @@ def _closed_forms(mu, sigma, beta1, beta2, skewness=0, kurtosis=3) -> dict[str, 
     }
 
 
-_check = check_grid
+def _check(mu, sigma, beta1, beta2, skewness=0.0, kurtosis=3.0):
+    """:func:`check_grid`, after checking that the noise's moments are finite real numbers."""
+    for name, value in (("skewness", skewness), ("kurtosis", kurtosis)):
+        real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        if not (real and np.isfinite(value)):
+            raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return check_grid(mu, sigma, beta1, beta2, skewness, kurtosis)
 
 
 def moments(mu, sigma, beta1, beta2, *, skewness: float = 0.0, kurtosis: float = 3.0) -> dict[str, np.ndarray]:

@@ -20,12 +20,12 @@ from smoothness.frontier import choose_pair, frontier, frontier_band, trend_line
 from smoothness.hessian import SpectralNorm, directional_curvature, hessian_spectral_norm, spectral_norm
 from smoothness.objective import Objective
 from smoothness.probes import blocks, interior_gammas, probe_point
-from smoothness.trajectory import probe_trajectory, read_table, write_table
+from smoothness.trajectory import TableError, TableLockedError, probe_trajectory, read_table, write_table
 
 __all__ = [
     "Checkpoint", "CheckpointError", "load_checkpoint",
     "choose_pair", "frontier", "frontier_band", "trend_line",
     "SpectralNorm", "directional_curvature", "hessian_spectral_norm", "spectral_norm",
     "Objective", "blocks", "interior_gammas", "probe_point",
-    "probe_trajectory", "read_table", "write_table",
+    "probe_trajectory", "read_table", "write_table", "TableError", "TableLockedError",
 ]

@@ -18,7 +18,9 @@ values each raise :class:`CheckpointError`, whose message starts with the file's
 Momentum comes from the optimizer state: ``exp_avg`` (Adam, AdamW, AdamS) or ``momentum_buffer``
 (SGD). Optimizer entries are matched to parameter names through the ``param_names`` that PyTorch
 stores when the optimizer was built from ``model.named_parameters()``; without them, the order of
-``model.named_parameters()`` is assumed and checked shape by shape.
+``model.named_parameters()`` is assumed and checked shape by shape. In every format each momentum
+buffer must belong to a parameter, have its shape and hold finite floating-point values; a malformed
+optimizer entry (``state``, ``param_groups``, a buffer that is not a tensor) is named in the error.
 """
 from __future__ import annotations
 
@@ -66,11 +68,11 @@ def _few(names) -> str:
     return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
-def _check_finite(path: Path, what: str, name: str, t: torch.Tensor) -> None:
+def _check_finite(where: str, what: str, name: str, t: torch.Tensor) -> None:
     if t.is_floating_point() or t.is_complex():
         bad = int((~torch.isfinite(t)).sum())
         if bad:
-            raise CheckpointError(f"{path}: {what} {name!r} has {bad} non-finite (NaN or inf) values")
+            raise CheckpointError(f"{where}{what} {name!r} has {bad} non-finite (NaN or inf) values")
 
 
 def _read_torch(path: Path) -> Any:
@@ -100,36 +102,94 @@ def _read_safetensors(path: Path) -> tuple[dict, int | None]:
         raise CheckpointError(f"{path}: metadata 'step' is not an integer: {step!r}") from None
 
 
-def momentum_by_name(optimizer_state: Mapping, model: torch.nn.Module, path=None) -> dict[str, torch.Tensor] | None:
-    """Momentum buffers of an optimizer ``state_dict`` by parameter name (None if it keeps none)."""
-    where = f"{path}: " if path is not None else ""
+def _strip_name(name: str) -> str:
+    return next(iter(_strip({name: None})))
+
+
+def _optimizer_parameters(optimizer_state: Any, where: str) -> tuple[Mapping, list[tuple[Any, str | None]]]:
+    """The optimizer's ``state`` and its (parameter id, saved name or None) pairs, after checking their structure."""
     if not isinstance(optimizer_state, Mapping) or "state" not in optimizer_state or "param_groups" not in optimizer_state:
         raise CheckpointError(f"{where}the 'optimizer' entry is not an optimizer state_dict")
+    state, groups = optimizer_state["state"], optimizer_state["param_groups"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{where}optimizer entry 'state' is of type {type(state).__name__}, not a dict")
+    if not isinstance(groups, (list, tuple)):
+        raise CheckpointError(f"{where}optimizer entry 'param_groups' is of type {type(groups).__name__}, not a list")
+    pairs = []
+    for g, group in enumerate(groups):
+        ids = group.get("params") if isinstance(group, Mapping) else None
+        if not isinstance(ids, (list, tuple)):
+            raise CheckpointError(f"{where}optimizer entry 'param_groups[{g}]' has no list of 'params'")
+        names = group.get("param_names")
+        if names is None:
+            names = [None] * len(ids)
+        elif (not isinstance(names, (list, tuple)) or len(names) != len(ids)
+              or not all(isinstance(n, str) for n in names)):
+            raise CheckpointError(f"{where}optimizer entry 'param_groups[{g}]['param_names']' is not a list of "
+                                  f"{len(ids)} names, one for each of its 'params'")
+        pairs.extend(zip(ids, [n if n is None else _strip_name(n) for n in names]))
+    return state, pairs
+
+
+def _momentum_buffer(state: Mapping, pid: Any, name: str, where: str) -> torch.Tensor | None:
+    """The momentum tensor the optimizer keeps for one parameter, None if it keeps none."""
+    entry = state.get(pid, {})
+    if not isinstance(entry, Mapping):
+        raise CheckpointError(f"{where}optimizer entry 'state[{pid!r}]' (parameter {name!r}) is of "
+                              f"type {type(entry).__name__}, not a dict of buffers")
+    key = next((k for k in MOMENTUM_KEYS if entry.get(k) is not None), None)
+    if key is None:
+        return None
+    if not isinstance(entry[key], torch.Tensor):
+        raise CheckpointError(f"{where}optimizer entry 'state[{pid!r}][{key!r}]' (parameter {name!r}) is of "
+                              f"type {type(entry[key]).__name__}, not a tensor")
+    return entry[key]
+
+
+def momentum_by_name(optimizer_state: Mapping, model: torch.nn.Module, path=None) -> dict[str, torch.Tensor] | None:
+    """Momentum buffers of an optimizer ``state_dict`` by parameter name (None if it keeps none).
+
+    Every entry on the way is checked: a malformed ``state`` or ``param_groups`` raises
+    :class:`CheckpointError` naming the entry; so does a buffer whose shape is not its parameter's.
+    """
+    where = f"{path}: " if path is not None else ""
+    state, pairs = _optimizer_parameters(optimizer_state, where)
     params = dict(model.named_parameters())
-    ids, names = [], []
-    for group in optimizer_state["param_groups"]:
-        ids.extend(group["params"])
-        names.extend(_strip(dict.fromkeys(group["param_names"])) if "param_names" in group else [None] * len(group["params"]))
-    if None in names:
-        if len(ids) != len(params):
-            raise CheckpointError(f"{where}the optimizer holds {len(ids)} parameters and the model {len(params)}; "
+    by_order = any(name is None for _, name in pairs)
+    if by_order:
+        if len(pairs) != len(params):
+            raise CheckpointError(f"{where}the optimizer holds {len(pairs)} parameters and the model {len(params)}; "
                                   f"its order cannot be matched to the model's names (build the optimizer from "
                                   f"model.named_parameters() so that the names are saved)")
-        names = list(params)
+        pairs = [(pid, name) for (pid, _), name in zip(pairs, params)]
     out = {}
-    for pid, name in zip(ids, names):
-        entry = optimizer_state["state"].get(pid, {})
-        buffer = next((entry[k] for k in MOMENTUM_KEYS if k in entry and isinstance(entry[k], torch.Tensor)), None)
+    for pid, name in pairs:
+        buffer = _momentum_buffer(state, pid, name, where)
         if buffer is None:
             continue
-        if name not in params or buffer.shape != params[name].shape:
-            shape = tuple(params[name].shape) if name in params else "no such parameter"
+        if by_order and buffer.shape != params[name].shape:
             raise CheckpointError(f"{where}optimizer momentum for {name!r} has shape {tuple(buffer.shape)}, "
-                                  f"model: {shape}; the optimizer's parameter order cannot be matched to the model "
-                                  f"(build the optimizer from model.named_parameters())")
-        _check_finite(Path(str(path)), "momentum", name, buffer)
+                                  f"model: {tuple(params[name].shape)}; the optimizer's parameter order cannot be "
+                                  f"matched to the model (build the optimizer from model.named_parameters())")
         out[name] = buffer
+    _check_momentum(where, out, model)
     return out or None
+
+
+def _check_momentum(where: str, momentum: Mapping[str, Any], model: torch.nn.Module) -> None:
+    """Each momentum buffer belongs to a parameter, has its shape, is floating point and finite."""
+    params = dict(model.named_parameters())
+    for name, buffer in momentum.items():
+        if name not in params:
+            raise CheckpointError(f"{where}momentum for {name!r}, which is not a parameter of the model")
+        if not isinstance(buffer, torch.Tensor):
+            raise CheckpointError(f"{where}momentum for {name!r} is a {type(buffer).__name__}, not a tensor")
+        if buffer.shape != params[name].shape:
+            raise CheckpointError(f"{where}momentum for {name!r} has shape {tuple(buffer.shape)}, "
+                                  f"the parameter has shape {tuple(params[name].shape)}")
+        if not buffer.is_floating_point():
+            raise CheckpointError(f"{where}momentum for {name!r} has dtype {buffer.dtype}, not floating point")
+        _check_finite(where, "momentum", name, buffer)
 
 
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module) -> Checkpoint:
@@ -175,10 +235,7 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module) -> Checkpoi
             raise CheckpointError(f"{path}: wrong shape for {name!r}: model {tuple(want.shape)}, file {tuple(got.shape)}")
         if want.is_floating_point() and not got.is_floating_point():
             raise CheckpointError(f"{path}: {name!r} has dtype {got.dtype}, the model expects floating point")
-        _check_finite(path, "tensor", name, got)
+        _check_finite(f"{path}: ", "tensor", name, got)
     if momentum is not None:
-        for name, buffer in momentum.items():
-            if name not in dict(model.named_parameters()):
-                raise CheckpointError(f"{path}: momentum for {name!r}, which is not a parameter of the model")
-            _check_finite(path, "momentum", name, buffer)
+        _check_momentum(f"{path}: ", momentum, model)
     return Checkpoint(path=path, model_state=dict(state), momentum=momentum, step=step, meta=meta)

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from smoothness.frontier import frontier, frontier_band, trend_line
+from smoothness.frontier import MIN_BOOT, frontier, frontier_band, trend_line
 from smoothness.probes import GLOBAL, interior_gammas
-from smoothness.trajectory import probe_trajectory, read_table
+from smoothness.trajectory import check_output_path, probe_trajectory, read_table
 
 __all__ = ["main", "resolve", "cross_entropy_loss"]
 
@@ -62,6 +62,7 @@ def cross_entropy_loss(model: torch.nn.Module, batch) -> torch.Tensor:
 
 
 def _probe(args) -> int:
+    check_output_path(args.out, "probe table (--out)")
     model_factory = resolve(args.model)
     data = resolve(args.data)
     batches = data() if callable(data) else data
@@ -80,6 +81,8 @@ def _probe(args) -> int:
 
 def _points(args):
     table = read_table(args.table)
+    if args.measure not in table:
+        raise ValueError(f"{args.table}: has no column {args.measure!r} (choose another --measure)")
     rows = table[table["block"] == args.block]
     if rows.empty:
         raise SystemExit(f"error: no rows for block {args.block!r} in {args.table}")
@@ -89,6 +92,10 @@ def _points(args):
 def _fit(args) -> int:
     from smoothness.plot import default_l1_grid
 
+    if args.n_boot < MIN_BOOT:
+        raise ValueError(f"--n-boot must be at least {MIN_BOOT} (bootstrap resamples), got {args.n_boot}")
+    if args.json is not None:
+        check_output_path(args.json, "frontier JSON (--json)")
     rows, L, G = _points(args)
     l1 = np.asarray(args.l1, float) if args.l1 else default_l1_grid(L, G)
     l0 = frontier(L, G, l1, quantile=args.quantile)
@@ -106,7 +113,8 @@ def _fit(args) -> int:
         print(f"trend (least squares, display only, not a bound): log L = {intercept:.3f} + {slope:.3f} log |grad f|")
         result["trend"] = {"slope": slope, "intercept": intercept}
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
 
@@ -117,8 +125,10 @@ def _plot(args) -> int:
     matplotlib.use("Agg")
     from smoothness.plot import plot_table
 
+    check_output_path(args.out, "figure (--out)")
     fig = plot_table(read_table(args.table), measure=args.measure, block=args.block, quantile=args.quantile,
                      seed=args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=150, bbox_inches="tight")
     print(f"wrote {args.out}")
     return 0
@@ -165,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError, KeyError) as err:  # bad input or files: one line, no traceback
+        message = str(err).replace("\n", " ")
+        print(f"error: {message}", file=sys.stderr)
         return 2

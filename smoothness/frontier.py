@@ -20,7 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["frontier", "frontier_band", "choose_pair", "trend_line"]
+__all__ = ["frontier", "frontier_band", "choose_pair", "trend_line", "MIN_BOOT"]
+
+MIN_BOOT = 1  # bootstrap resamples that frontier_band needs at least
 
 
 def _points(local_smoothness, grad_norm) -> tuple[np.ndarray, np.ndarray]:
@@ -67,11 +69,16 @@ def frontier_band(
     local_smoothness, grad_norm, l1, *, quantile: float | None = None, n_boot: int = 1000,
     level: float = 0.9, seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap percentile band (``level``, two-sided) of the sample frontier, resampling points."""
+    """Bootstrap percentile band (``level``, two-sided) of the sample frontier, resampling points.
+
+    ``n_boot`` must be an integer of at least :data:`MIN_BOOT` (the percentiles need one resample).
+    """
     L, G = _points(local_smoothness, grad_norm)
     l1 = _l1_grid(l1)
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < MIN_BOOT:
+        raise ValueError(f"n_boot must be an integer >= {MIN_BOOT}, got {n_boot!r}")
     rng = np.random.default_rng(seed)
     draws = np.empty((n_boot, l1.size))
     for b in range(n_boot):

@@ -10,15 +10,27 @@ Checkpoints are probed in the order given, unless every one records a training s
 they are sorted by step. With ``out=`` the table is rewritten atomically after every checkpoint (a
 temporary file, then :func:`os.replace`), so a crash leaves the previous complete file; a rerun with
 the same settings skips the (checkpoint, next checkpoint) pairs the file already has.
+
+Each row identifies its checkpoint and the next one by file, not by the path as typed: the resolved
+absolute path, the size in bytes and the modification time in nanoseconds (columns
+``checkpoint_resolved``, ``checkpoint_size``, ``checkpoint_mtime_ns`` and the same with
+``next_checkpoint_``). A rerun through a relative path, an absolute one or a symlink recognises a
+checkpoint it has probed; a file that changed on disk since is refused, never taken as done.
+
+One process writes a table at a time: ``out`` is guarded by a lock file ``<out>.lock``, created
+atomically and holding the writer's pid, removed when the writer finishes or fails. The output path
+is checked before anything is loaded or probed.
 """
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -28,9 +40,83 @@ from smoothness.checkpoints import load_checkpoint
 from smoothness.objective import Objective
 from smoothness.probes import interior_gammas, probe_point
 
-__all__ = ["probe_trajectory", "read_table", "write_table", "SETTINGS"]
+__all__ = ["probe_trajectory", "read_table", "write_table", "check_output_path", "table_lock",
+           "file_identity", "TableError", "TableLockedError", "SETTINGS", "IDENTITY_COLUMNS"]
 
 SETTINGS = ("mode", "dtype", "seed", "n_batches", "gammas", "tol", "blocks")  # must match to resume
+IDENTITY = ("resolved", "size", "mtime_ns")  # what makes a checkpoint file the same file
+IDENTITY_COLUMNS = tuple(f"{which}_{part}" for which in ("checkpoint", "next_checkpoint") for part in IDENTITY)
+INTEGER_COLUMNS = tuple(c for c in IDENTITY_COLUMNS if not c.endswith("_resolved"))
+
+
+class TableError(ValueError):
+    """A probe table that cannot be read, resumed or written; the message names the file."""
+
+
+class TableLockedError(TableError):
+    """Another process holds the table's lock file."""
+
+
+def file_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """The resolved absolute path, size and mtime (ns) of a file: equal for every path to the same file."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return {"resolved": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def check_output_path(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Raise :class:`TableError` unless ``path`` can be written: not a folder, not read-only, and its
+    folder either exists and is writable or can be created under a writable one."""
+    path = Path(path)
+    if path.is_dir():
+        raise TableError(f"{path}: the {what} is a folder, not a file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise TableError(f"{path}: the {what} exists and is not writable")
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and not ancestor.is_symlink():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise TableError(f"{path}: cannot write the {what}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise TableError(f"{path}: cannot write the {what}: the folder {ancestor} is not writable")
+    return path
+
+
+def _lock_holder(lock: Path) -> str:
+    """Who holds ``lock``, as far as its content tells, for the error message."""
+    try:
+        pid = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return "another process"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"process {pid}, which is no longer running (a stale lock)"
+    except PermissionError:
+        pass
+    return f"process {pid}"
+
+
+@contextlib.contextmanager
+def table_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``<path>.lock`` (created with O_CREAT | O_EXCL, holding our pid) while the block runs."""
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise TableLockedError(f"{lock}: {path} is being written by {_lock_holder(lock)}; wait for it to finish, "
+                               f"or, if no other probe is running, delete {lock} (left by a killed run) "
+                               f"and rerun") from None
+    except OSError as err:
+        raise TableError(f"{path}: cannot write next to it: creating {lock} failed ({err.strerror})") from None
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -48,19 +134,96 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a probe table, or say what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such results file")
+def _check_complete(path: Path) -> None:
+    """Every row has the header's number of fields and the file ends with a newline (as written)."""
     try:
-        table = pd.read_csv(path, keep_default_na=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a probe table ({err})") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise TableError(f"{path}: not a probe table (not UTF-8 text: {err.reason})") from None
+    if not text.strip():
+        raise TableError(f"{path}: not a probe table (the file is empty)")
+    reader = csv.reader(text.splitlines(keepends=True))
+    try:
+        header = next(reader)
+        for row_number, row in enumerate(reader, start=1):
+            if len(row) != len(header):
+                raise TableError(f"{path}: row {row_number} (line {reader.line_num}) has {len(row)} fields, the "
+                                 f"header {len(header)}: the file is truncated or corrupt")
+    except csv.Error as err:
+        raise TableError(f"{path}: not a probe table (line {reader.line_num}: {err})") from None
+    if not text.endswith("\n"):
+        raise TableError(f"{path}: the last row (line {reader.line_num}) ends without a newline: the file was cut "
+                         f"off while being written")
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a probe table, or say what is wrong with it (missing, truncated, not a probe table)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such results file")
+    if not path.is_file():
+        raise TableError(f"{path}: not a file")
+    _check_complete(path)
+    dtypes = {**{c: "Int64" for c in INTEGER_COLUMNS}, "checkpoint_resolved": str, "next_checkpoint_resolved": str}
+    try:
+        table = pd.read_csv(path, keep_default_na=True, dtype=dtypes)
+    except (ValueError, TypeError) as err:  # pandas' ParserError is a ValueError
+        raise TableError(f"{path}: not a probe table ({str(err).splitlines()[0]})") from None
     missing = {"checkpoint", "block", "grad_norm"} - set(table.columns)
     if missing:
-        raise ValueError(f"{path}: not a probe table, missing columns {sorted(missing)}")
+        raise TableError(f"{path}: not a probe table, missing columns {sorted(missing)}")
     return table
+
+
+def _key(values: Sequence[Any]) -> tuple[str, ...]:
+    """A row's (checkpoint, next checkpoint) identity as strings; a missing value is ''."""
+    return tuple("" if pd.isna(v) else str(v) for v in values)
+
+
+def _row_identity(identity: dict | None, which: str) -> dict[str, Any]:
+    return {f"{which}_{part}": (identity or {}).get(part, "" if part == "resolved" else None) for part in IDENTITY}
+
+
+def _check_unchanged(out: Path, done: pd.DataFrame, current: dict[str, dict]) -> None:
+    """No row of ``done`` describes a file of ``current`` (by resolved path) that has changed since."""
+    for which in ("checkpoint", "next_checkpoint"):
+        for values in done[[f"{which}_{part}" for part in IDENTITY]].drop_duplicates().itertuples(index=False):
+            resolved, size, mtime_ns = _key(values)
+            now = current.get(resolved)
+            if now is not None and (str(now["size"]), str(now["mtime_ns"])) != (size, mtime_ns):
+                raise TableError(f"{out}: has rows for {resolved} probed when it had {size} bytes and mtime_ns "
+                                 f"{mtime_ns}; it has changed since ({now['size']} bytes, mtime_ns "
+                                 f"{now['mtime_ns']}): write to a new file or remove those rows")
+
+
+def _resume(out: Path, settings: dict, current: dict[str, dict]) -> tuple[pd.DataFrame, set]:
+    """The rows ``out`` already has and their (checkpoint, next) identity keys, after checking that
+    they were probed with ``settings`` from the checkpoint files as they are now."""
+    if not out.exists():
+        return pd.DataFrame(), set()
+    done = read_table(out)
+    if not len(done):
+        return pd.DataFrame(), set()
+    for key, value in settings.items():
+        if key in done and not (done[key].astype(str) == str(value)).all():
+            raise TableError(f"{out}: has rows probed with {key} = {done[key].iloc[0]!r}, not {value!r}; "
+                             f"write to a new file or use the same settings")
+    absent = [c for c in IDENTITY_COLUMNS if c not in done]
+    if absent:
+        raise TableError(f"{out}: lacks the checkpoint identity columns {absent} (written by an older version), so "
+                         f"the checkpoints it holds cannot be recognised; write to a new file")
+    _check_unchanged(out, done, current)
+    return done, {_key(values) for values in done[list(IDENTITY_COLUMNS)].itertuples(index=False)}
+
+
+def _check_distinct(paths: Sequence[Path]) -> None:
+    """No checkpoint file is given twice (under two spellings or through a symlink)."""
+    first: dict[Path, Path] = {}
+    for path in paths:
+        resolved = path.resolve()
+        if resolved in first:
+            raise ValueError(f"{path}: the same checkpoint file as {first[resolved]}, given twice")
+        first[resolved] = path
 
 
 def probe_trajectory(
@@ -74,44 +237,49 @@ def probe_trajectory(
     paths = [Path(p) for p in checkpoints]
     if not paths:
         raise ValueError("no checkpoints given")
+    _check_distinct(paths)
+    if out is not None:
+        out = check_output_path(out, "probe table")
     model = model_factory()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model_factory must return a torch.nn.Module, got {type(model).__name__}")
-    loaded = [load_checkpoint(p, model) for p in paths]  # validate all before probing any
-    if all(c.step is not None for c in loaded):
-        loaded.sort(key=lambda c: c.step)
+    loaded = [(load_checkpoint(p, model), file_identity(p)) for p in paths]  # validate all before probing any
+    if all(c.step is not None for c, _ in loaded):
+        loaded.sort(key=lambda item: item[0].step)
     objective = Objective(model, loss_fn, batches, mode=mode, dtype=dtype, seed=seed)
     settings = {**{k: v for k, v in objective.describe().items() if k in SETTINGS},
                 "gammas": json.dumps([round(g, 12) for g in gammas]), "tol": tol, "blocks": blocks or "none"}
+    run = dict(gammas=gammas, by=blocks, hessian=hessian, block_hessian=block_hessian,
+               block_curvature=block_curvature, tol=tol, max_hvp=max_hvp, seed=seed, hvp_engine=hvp_engine)
+    if out is None:
+        return _probe_all(objective, loaded, settings, run, progress, out=None, done=pd.DataFrame(), seen=set())
+    with table_lock(out):
+        done, seen = _resume(out, settings, {ident["resolved"]: ident for _, ident in loaded})
+        return _probe_all(objective, loaded, settings, run, progress, out=out, done=done, seen=seen)
 
-    done = pd.DataFrame()
-    if out is not None and Path(out).exists():
-        done = read_table(out)
-        for key, value in settings.items():
-            if key in done and len(done) and not (done[key].astype(str) == str(value)).all():
-                raise ValueError(f"{out}: has rows probed with {key} = {done[key].iloc[0]!r}, not {value!r}; "
-                                 f"write to a new file or use the same settings")
-    seen = set(zip(done["checkpoint"], done["next_checkpoint"].fillna(""))) if len(done) else set()
 
+def _probe_all(objective: Objective, loaded: list, settings: dict, run: dict, progress: bool | None, *,
+               out: Path | None, done: pd.DataFrame, seen: set) -> pd.DataFrame:
+    """Probe each (checkpoint, next checkpoint) pair not in ``seen``, appending to ``done`` (and ``out``)."""
     rows = [done] if len(done) else []
-    todo = [(i, c) for i, c in enumerate(loaded)
-            if (str(c.path), str(loaded[i + 1].path) if i + 1 < len(loaded) else "") not in seen]
-    for i, ckpt in tqdm(todo, disable=None if progress is None else not progress, desc="probing checkpoints",
-                        unit="ckpt"):
+    todo = []
+    for i, (ckpt, ident) in enumerate(loaded):
+        nxt, next_ident = loaded[i + 1] if i + 1 < len(loaded) else (None, None)
+        identity = {**_row_identity(ident, "checkpoint"), **_row_identity(next_ident, "next_checkpoint")}
+        if _key([identity[c] for c in IDENTITY_COLUMNS]) not in seen:
+            todo.append((ckpt, nxt, identity))
+    for ckpt, nxt, identity in tqdm(todo, disable=None if progress is None else not progress,
+                                    desc="probing checkpoints", unit="ckpt"):
         start = time.perf_counter()
-        nxt = loaded[i + 1] if i + 1 < len(loaded) else None
         w_next = objective.load(nxt.model_state) if nxt is not None else None
         w = objective.load(ckpt.model_state)
         momentum = ({n: m.to(objective.dtype) for n, m in ckpt.momentum.items()} if ckpt.momentum else None)
-        point = probe_point(objective, w, w_next=w_next, momentum=momentum, gammas=gammas, by=blocks,
-                            hessian=hessian, block_hessian=block_hessian, block_curvature=block_curvature,
-                            tol=tol, max_hvp=max_hvp, seed=seed, hvp_engine=hvp_engine)
-        meta = {"checkpoint": str(ckpt.path), "next_checkpoint": str(nxt.path) if nxt else "",
+        point = probe_point(objective, w, w_next=w_next, momentum=momentum, **run)
+        meta = {"checkpoint": str(ckpt.path), "next_checkpoint": str(nxt.path) if nxt else "", **identity,
                 "step": ckpt.step,
-                "hvp_method": objective.hvp_method if hvp_engine == "jvp" else "double backward (one graph)", **settings,
-                "seconds": round(time.perf_counter() - start, 3)}
-        rows.append(pd.DataFrame([{**meta, **r} for r in point]))
-        table = pd.concat(rows, ignore_index=True)
+                "hvp_method": objective.hvp_method if run["hvp_engine"] == "jvp" else "double backward (one graph)",
+                **settings, "seconds": round(time.perf_counter() - start, 3)}
+        rows.append(pd.DataFrame([{**meta, **r} for r in point]).astype({c: "Int64" for c in INTEGER_COLUMNS}))
         if out is not None:
-            write_table(table, out)
+            write_table(pd.concat(rows, ignore_index=True), out)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

@@ -90,9 +90,9 @@ def test_bad_arguments():
         F.adams([torch.ones(1)], [], [], [], **HYPER)
     with pytest.raises(ValueError, match="impl"):
         F.adams([torch.ones(1)], [torch.ones(1)], [torch.ones(1)], [torch.tensor(0.0)], **HYPER, impl="magic")
-    with pytest.raises(ValueError, match="one-element tensors"):
+    with pytest.raises(ValueError, match="must be a one-element tensor"):
         F.adams([torch.ones(1)], [torch.ones(1)], [torch.ones(1)], [1], **HYPER, impl="foreach")
-    with pytest.raises(ValueError, match="whole numbers"):
+    with pytest.raises(ValueError, match="must hold a whole number"):
         F.adams([torch.ones(1)], [torch.ones(1)], [torch.ones(1)], [torch.tensor(0.5)], **HYPER)
     with pytest.raises(ValueError, match="counted from 1"):
         F.bias_correction_factor(0.9, 0)
@@ -118,7 +118,7 @@ def test_a_rejected_fused_call_writes_nothing_in_any_dtype_group():
 @pytest.mark.parametrize("bad", [-1.0, 0.5, float("nan"), float("inf")])
 def test_a_bad_step_counter_changes_no_counter(bad):
     counters = [torch.tensor(3.0), torch.tensor(bad)]
-    with pytest.raises(ValueError, match="whole numbers"):
+    with pytest.raises(ValueError, match="must hold a whole number"):
         F.adams([torch.ones(2), torch.ones(2)], [torch.ones(2)] * 2, [torch.zeros(2), torch.zeros(2)],
                 counters, **HYPER, impl="foreach")
     assert counters[0].item() == 3.0

@@ -311,8 +311,8 @@ def _bad_calls():
         "not a tensor": ([z(3)], [[0.0, 0.0, 0.0]], [z(3)], {}),
         "dense": ([z(3)], [z(3).to_sparse()], [z(3)], {}),
         "negated": ([z(3)], [torch._neg_view(z(3))], [z(3)], {}),
-        "must not share memory": ([w], [w], [z(4)], {}),
-        "earlier tensor": ([w, w], [z(4), z(4)], [z(4), z(4)], {}),
+        "grad 0 shares memory with param 0": ([w], [w], [z(4)], {}),
+        "param 1 shares memory with param 0": ([w, w], [z(4), z(4)], [z(4), z(4)], {}),
         "counted from 1": ([z(3)], [z(3)], [z(3)], {"step": 0}),
     }
 

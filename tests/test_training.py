@@ -61,7 +61,7 @@ def test_the_cache_returns_the_stored_result_without_training(tmp_path, monkeypa
 
 
 def test_divergence_is_recorded_not_raised(tmp_path):
-    r = train(TrainConfig(**TINY, optimizer="sgdm", lr=1e4, clip=0.0), cache_dir=tmp_path, progress=False)
+    r = train(TrainConfig(**TINY, optimizer="sgdm", lr=1e4, clip=None), cache_dir=tmp_path, progress=False)
     assert r.diverged and math.isnan(r.final_val_loss)
 
 
