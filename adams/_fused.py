@@ -114,7 +114,7 @@ def _explain(params, grads, exp_avgs, dtype: torch.dtype) -> str:
     return "unknown problem"
 
 
-def _pointers(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor]):
+def _pointers(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor], overlap: bool = True):
     """Validate the three lists; return ``(dtype, w, g, m, numel)`` with raw addresses and sizes.
 
     Raises :class:`Rejected` naming the first offending tensor. A tensor that the kernel writes (a
@@ -140,9 +140,9 @@ def _pointers(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Seque
         w, g, m = (list(map(Tensor.data_ptr, ts)) for ts in (params, grads, exp_avgs))
     except RuntimeError as exc:  # a layout without storage (e.g. mkldnn)
         raise Rejected(f"{_explain(params, grads, exp_avgs, dtype)}: {exc}") from None
-    overlap = first_overlap([*params, *exp_avgs], grads)
-    if overlap is not None:
-        raise Rejected(_aliasing(*overlap, len(params)))
+    pair = first_overlap([*params, *exp_avgs], grads) if overlap else None
+    if pair is not None:
+        raise Rejected(_aliasing(*pair, len(params)))
     return dtype, w, g, m, list(map(Tensor.numel, params))
 
 
@@ -204,13 +204,16 @@ class Prepared:
 
 
 def prepare(params, grads, exp_avgs, *, step: int | None = None,
-            state_steps: Sequence[Tensor] | None = None) -> Prepared:
-    """Check one call's arguments (see :func:`fused_adams_`); raise :class:`Rejected` if unusable."""
+            state_steps: Sequence[Tensor] | None = None, overlap_checked: bool = False) -> Prepared:
+    """Check one call's arguments (see :func:`fused_adams_`); raise :class:`Rejected` if unusable.
+
+    ``overlap_checked=True`` skips the memory-overlap check, for a caller that has made it over
+    these tensors already (:func:`adams.functional.check_tensors`)."""
     if (step is None) == (state_steps is None):
         raise Rejected("give exactly one of step (an int from 1) and state_steps (counters to increment)")
     if step is not None and (isinstance(step, bool) or int(step) != step or step < 1):
         raise Rejected(f"step is counted from 1, got step={step!r}")
-    dtype, w, g, m, numel = _pointers(params, grads, exp_avgs)
+    dtype, w, g, m, numel = _pointers(params, grads, exp_avgs, overlap=not overlap_checked)
     steps = _step_pointers(state_steps, len(w)) if state_steps is not None else []
     return Prepared(dtype, len(w), sum(numel), array.array("q", w + g + m + numel + steps),
                     int(step or 0), [*params, *exp_avgs])

@@ -35,11 +35,14 @@ def byte_range(t: Tensor) -> tuple[int, int]:
     return start, start + span * t.element_size()
 
 
-def _ranges(tensors: Sequence[Tensor]) -> list[tuple[int, int]]:
+def _ranges(tensors: Sequence[Tensor]) -> list[tuple[int, int, int]]:
+    """``(start, end, index)`` of every tensor, sorted by start."""
     if all(map(Tensor.is_contiguous, tensors)):  # the usual case, in a few C-level passes
         starts = list(map(Tensor.data_ptr, tensors))
-        return list(zip(starts, map(int.__add__, starts, map(_nbytes, tensors))))
-    return list(map(byte_range, tensors))
+        ends = map(int.__add__, starts, map(_nbytes, tensors))
+    else:
+        starts, ends = zip(*map(byte_range, tensors)) if tensors else ((), ())
+    return sorted(zip(starts, ends, range(len(tensors))))
 
 
 def first_overlap(written: Sequence[Tensor], read: Sequence[Tensor]) -> tuple[int, int] | None:
@@ -50,21 +53,21 @@ def first_overlap(written: Sequence[Tensor], read: Sequence[Tensor]) -> tuple[in
     written tensor that overlaps itself (a zero stride from ``expand``) is reported as ``(i, i)``.
     One sort of the ranges: O(n log n).
     """
-    for i, t in enumerate(written):
-        if 0 in t.stride() and t.numel() > 1:
-            return i, i
-    ranges = _ranges([*written, *read])
+    if not all(map(Tensor.is_contiguous, written)):  # only a non-contiguous tensor can overlap itself
+        for i, t in enumerate(written):
+            if 0 in t.stride() and t.numel() > 1:
+                return i, i
     n_written = len(written)
-    order = sorted((r[0], r[1], k) for k, r in enumerate(ranges) if r[1] > r[0])
     # sweep by start: the written range reaching furthest so far, and the read range likewise
     w_end, w_at, r_end, r_at = -1, -1, -1, -1
-    for start, end, k in order:
+    for start, end, k in _ranges([*written, *read]):
+        if end == start:  # an empty tensor touches no memory
+            continue
         if start < w_end:
             return w_at, k
-        is_written = k < n_written
-        if is_written and start < r_end:
-            return (k, r_at)
-        if is_written:
+        if k < n_written:
+            if start < r_end:
+                return k, r_at
             if end > w_end:
                 w_end, w_at = end, k
         elif end > r_end:

@@ -35,11 +35,7 @@ on a cluster and resumes on a laptop.
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
-import pickle
 import shutil
 import warnings
 from contextlib import contextmanager
@@ -49,16 +45,14 @@ from typing import Mapping
 import torch
 import torch.distributed as dist
 
+from adams._checkpoint_files import (CheckpointError, read_metadata, safe_load_planner, safe_reader,
+                                     verify_checksums, write_checksums)
 from adams.memory import state_bytes
 from adams.optimizer import AdamS
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "state_bytes_per_rank", "CheckpointError"]
 
 _EXTRA_TYPES = (bool, int, float)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete, or does not match the model and optimizer."""
 
 
 def _distributed() -> bool:
@@ -144,175 +138,12 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
         dcp.save(state, checkpoint_id=str(partial))
     _barrier()
     if _rank() == 0:
-        _write_checksums(partial)
+        write_checksums(partial)
         if path.exists():
             shutil.rmtree(path)
         os.replace(partial, path)
     _barrier()
     return path
-
-
-CHECKSUMS = "checksums.json"
-
-
-def _digest(file: Path) -> str:
-    h = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _write_checksums(directory: Path) -> None:
-    """Record the SHA-256 of every file DCP wrote, so that a damaged file is found before loading."""
-    files = {f.name: _digest(f) for f in sorted(directory.iterdir()) if f.is_file() and f.name != CHECKSUMS}
-    (directory / CHECKSUMS).write_text(json.dumps({"sha256": files}, indent=1, sort_keys=True))
-
-
-def _verify_checksums(path: Path) -> None:
-    """Compare every file of the checkpoint with the digests recorded at saving; a checkpoint saved
-    without them (by an older version) is only checked by the metadata checks."""
-    record = path / CHECKSUMS
-    if not record.is_file():
-        return
-    try:
-        digests = json.loads(record.read_text())["sha256"]
-        if not (isinstance(digests, dict) and all(isinstance(v, str) for v in digests.values())):
-            raise ValueError("not a mapping of file names to digests")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{record} is damaged ({err}); nothing was loaded") from None
-    for name, digest in sorted(digests.items()):
-        file = path / name
-        if not _plain_name(name) or not file.is_file():
-            raise CheckpointError(f"{path} is incomplete: {name} is listed in {CHECKSUMS} but missing; nothing was loaded")
-        if _digest(file) != digest:
-            raise CheckpointError(f"{file} is damaged: its SHA-256 differs from the one recorded when it was "
-                                  "saved; nothing was loaded")
-    unlisted = sorted(f.name for f in path.iterdir() if f.suffix == ".distcp" and f.name not in digests)
-    if unlisted:
-        raise CheckpointError(f"{path} holds files not written with it: {', '.join(unlisted)}; nothing was loaded")
-
-
-# What a DCP ``.metadata`` pickle may name: its own dataclasses, tensor sizes, dtypes and layouts,
-# paths. Everything else (``os.system``, ``builtins.eval``, any other callable) is refused.
-_METADATA_GLOBALS = frozenset({
-    *(("torch.distributed.checkpoint.metadata", name) for name in (
-        "Metadata", "StorageMeta", "TensorProperties", "_MEM_FORMAT_ENCODING", "BytesStorageMetadata",
-        "MetadataIndex", "TensorStorageMetadata", "ChunkStorageMetadata")),
-    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
-    ("torch.serialization", "_get_layout"),
-    ("torch", "Size"),
-    ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"),
-    ("collections", "OrderedDict"),
-})
-
-
-class _MetadataUnpickler(pickle.Unpickler):
-    """Unpickles DCP metadata and nothing else: a global outside :data:`_METADATA_GLOBALS` (and
-    torch's dtypes) raises before it is looked up, so no pickled code can run."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in _METADATA_GLOBALS or (
-                module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it names {module}.{name}, which checkpoint metadata never holds")
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("it holds a persistent reference, which checkpoint metadata never holds")
-
-
-def _plain_name(name) -> bool:
-    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
-
-
-def read_metadata(path: str | os.PathLike):
-    """The checkpoint's DCP metadata, read with a restricted unpickler and checked.
-
-    Raises :class:`CheckpointError` if ``.metadata`` is missing, truncated, not a pickle, names
-    anything but metadata classes, or points at data outside the checkpoint directory.
-    """
-    from torch.distributed.checkpoint.filesystem import _StorageInfo
-    from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, Metadata, MetadataIndex,
-                                                       TensorStorageMetadata)
-
-    path = Path(path)
-    file = path / ".metadata"
-    if not file.is_file():
-        hint = " (an interrupted save left a .partial directory)" if path.with_name(path.name + ".partial").exists() else ""
-        raise CheckpointError(f"{path} is not a complete checkpoint: no .metadata file{hint}")
-    try:
-        with open(file, "rb") as handle:
-            metadata = _MetadataUnpickler(handle).load()
-    except Exception as err:  # noqa: BLE001 - every failure of a damaged file is reported alike
-        raise CheckpointError(f"{file} is not checkpoint metadata and was not loaded: "
-                              f"{type(err).__name__}: {err}") from None
-    problem = None
-    if not isinstance(metadata, Metadata):
-        problem = f"it holds a {type(metadata).__name__}, not DCP Metadata"
-    elif not (isinstance(metadata.state_dict_metadata, dict) and all(
-            isinstance(k, str) and isinstance(v, (TensorStorageMetadata, BytesStorageMetadata))
-            for k, v in metadata.state_dict_metadata.items())):
-        problem = "its entries are not tensor or byte descriptions"
-    elif not isinstance(metadata.storage_data, dict):
-        problem = "it has no storage table"
-    else:
-        for index, info in metadata.storage_data.items():
-            if not (isinstance(index, MetadataIndex) and isinstance(info, _StorageInfo)):
-                problem = "its storage table holds objects of the wrong kind"
-            elif not _plain_name(info.relative_path) or not (path / info.relative_path).is_file():
-                problem = f"entry {index.fqn!r} points at {info.relative_path!r}, not a file of the checkpoint"
-            elif not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (info.offset, info.length)):
-                problem = f"entry {index.fqn!r} has offset {info.offset!r} and length {info.length!r}"
-            elif info.offset + info.length > (path / info.relative_path).stat().st_size:
-                problem = f"entry {index.fqn!r} reaches past the end of {info.relative_path}"
-            if problem:
-                break
-    if problem:
-        raise CheckpointError(f"{file} is not valid checkpoint metadata ({problem}); nothing was loaded")
-    return metadata
-
-
-def _safe_reader(path: Path):
-    from torch.distributed.checkpoint import FileSystemReader
-    from torch.distributed.checkpoint.metadata import StorageMeta
-
-    class SafeReader(FileSystemReader):
-        """DCP's file reader with :func:`read_metadata` in place of its unrestricted ``pickle.load``."""
-
-        def read_metadata(self, *args, **kwargs):
-            metadata = read_metadata(path)
-            if getattr(metadata, "storage_meta", None) is None:
-                metadata.storage_meta = StorageMeta()
-            metadata.storage_meta.load_id = self.load_id
-            return metadata
-
-    return SafeReader(str(path))
-
-
-def _safe_load_planner():
-    from torch.distributed.checkpoint import DefaultLoadPlanner
-
-    class SafeLoadPlanner(DefaultLoadPlanner):
-        """DCP's default planner, but non-tensor entries are read with ``weights_only=True``."""
-
-        def load_bytes(self, read_item, value: io.BytesIO) -> None:
-            try:
-                obj = torch.load(value, weights_only=True)
-            except Exception as err:  # the unpickler refuses anything but plain data
-                fqn = read_item.dest_index.fqn
-                refused = next((line for line in str(err).splitlines() if "Unsupported global" in line), None)
-                if refused is None:  # not a refusal: the bytes themselves are damaged
-                    raise CheckpointError(f"entry {fqn!r} of the checkpoint cannot be read (damaged: "
-                                          f"{type(err).__name__}: {str(err).strip()[:200]})") from None
-                raise CheckpointError(
-                    f"entry {fqn!r} of the checkpoint is not plain data and was not "
-                    f"loaded (torch.load with weights_only=True refused it: {refused.strip()})") from None
-            plain = io.BytesIO()
-            torch.save(obj, plain)  # plain data only: safe for the default planner to read back
-            plain.seek(0)
-            super().load_bytes(read_item, plain)
-
-    return SafeLoadPlanner()
 
 
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
@@ -338,7 +169,7 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
 
     path = Path(path)
     saved = read_metadata(path).state_dict_metadata
-    _verify_checksums(path)
+    verify_checksums(path)
     extra_keys = sorted(k.split(".", 1)[1] for k in saved if k.startswith("extra."))
     if optimizer is not None and not any(k.startswith("optim.") for k in saved):
         raise CheckpointError(f"{path} holds no optimizer state; pass optimizer=None to load the model only")
@@ -354,7 +185,7 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
                            for k in extra_keys}
         try:
             with _quiet_single_process():
-                dcp.load(staged, storage_reader=_safe_reader(path), planner=_safe_load_planner())
+                dcp.load(staged, storage_reader=safe_reader(path), planner=safe_load_planner())
         except CheckpointException as err:  # a BaseException, holding each failed process's exception
             causes = [exc for exc, _ in err.failures.values()]
             ours = next((c for c in causes if isinstance(c, CheckpointError)), None)
@@ -382,12 +213,12 @@ def _check_staged_optimizer(path: Path, optim_state: dict, optimizer: torch.opti
     if not isinstance(optimizer, AdamS):
         return
     from adams.functional import check_steps
-    from adams.optimizer import _validate
+    from adams._state import validate_group
 
     try:
         for index, (group, current) in enumerate(zip(optim_state["param_groups"], optimizer.param_groups)):
             try:
-                _validate({**{k: v for k, v in current.items() if k != "params"}, **group})
+                validate_group({**{k: v for k, v in current.items() if k != "params"}, **group})
             except (TypeError, ValueError) as err:
                 raise ValueError(f"parameter group {index}: {err}") from None
         check_steps([s["step"] for s in optim_state["state"].values()])

@@ -299,16 +299,26 @@ def check_steps(state_steps: Sequence[Tensor]) -> list[int]:
     number >= 0 (raises ``ValueError`` naming the first that is not). Nothing is changed."""
     if not state_steps:
         return []
-    for i, t in enumerate(state_steps):
-        if not (isinstance(t, Tensor) and t.numel() == 1):
-            what = f"shape {tuple(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f"step counter {i} must be a one-element tensor (torch.optim's state['step']), "
-                             f"got {what}")
-    counts = torch.stack([t.detach().reshape(()).to("cpu", torch.float64) for t in state_steps]).tolist()
+    try:  # the usual case: 0-d float32 CPU counters, read in one stack
+        counts = torch.stack(list(state_steps)).tolist()
+        usable = all(map(_is_number, counts))
+    except (RuntimeError, TypeError):
+        usable = False
+    if not usable:
+        for i, t in enumerate(state_steps):
+            if not (isinstance(t, Tensor) and t.numel() == 1):
+                what = f"shape {tuple(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"step counter {i} must be a one-element tensor (torch.optim's state['step']), "
+                                 f"got {what}")
+        counts = torch.stack([t.detach().reshape(()).to("cpu", torch.float64) for t in state_steps]).tolist()
     for i, c in enumerate(counts):
         if not (math.isfinite(c) and c >= 0 and c == int(c)):
             raise ValueError(f"step counter {i} must hold a whole number >= 0, got {c}")
-    return [int(c) for c in counts]
+    return list(map(int, counts))
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float))
 
 
 def local_tensors(
@@ -389,7 +399,7 @@ def apply_checked(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tens
                       for index in by_dtype.values()]
         # every call is checked before any runs: a rejected call (raised as _fused.Rejected, a
         # ValueError) leaves all tensors and counters untouched, so the caller may fall back
-        calls = [_fused.prepare(p, g, m, state_steps=s) for p, g, m, s in groups]
+        calls = [_fused.prepare(p, g, m, state_steps=s, overlap_checked=True) for p, g, m, s in groups]
         for call in calls:
             _fused.run(kernel, call, **hyper)
         return

@@ -1,11 +1,8 @@
 """``adams.AdamS``: a drop-in replacement for ``torch.optim.AdamW``."""
 from __future__ import annotations
 
-import math
-import numbers
 import sys
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -16,6 +13,7 @@ from torch import Tensor
 
 from adams import _fused
 from adams import functional as F
+from adams._state import checked_state_dict, validate_group
 from adams.theory import step_bound
 
 __all__ = ["AdamS", "BETA_DRIFT_TOLERANCE"]
@@ -160,7 +158,7 @@ class AdamS(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
-        _validate(self.param_groups[-1])
+        validate_group(self.param_groups[-1])
         betas = tuple(self.param_groups[-1]["betas"])
         self._betas_seen.append((betas, betas))
 
@@ -177,7 +175,7 @@ class AdamS(torch.optim.Optimizer):
         and its ``exp_avg`` (the same exponential average of gradients AdamS keeps), the second
         moment is dropped, and every group keeps *this* optimizer's hyperparameters.
         """
-        checked = _checked_state_dict(self, state_dict, convert=convert)
+        checked = checked_state_dict(self, state_dict, convert=convert)
         super().load_state_dict(checked)
         self._betas_seen = [(tuple(g["betas"]),) * 2 for g in self.param_groups]
 
@@ -252,7 +250,7 @@ class AdamS(torch.optim.Optimizer):
         state to create for parameters taking their first step."""
         plans, fresh = [], {}
         for index, group in enumerate(self.param_groups):
-            hyper = _validate(group)
+            hyper = validate_group(group)
             self._note_betas(index, group)
             params = [p for p in group["params"] if p.grad is not None]
             grads = [p.grad for p in params]
@@ -262,10 +260,10 @@ class AdamS(torch.optim.Optimizer):
                     "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
                 )
             states = [self.state.get(p) or fresh.setdefault(p, _initial_state(p)) for p in params]
-            for i, state in enumerate(states):
-                if not (isinstance(state.get("exp_avg"), Tensor) and "step" in state):
-                    raise ValueError(f"AdamS: the state of parameter {i} of group {index} holds "
-                                     f"{sorted(state)}, not 'step' and an 'exp_avg' tensor")
+            if not all(map(_complete, states)):
+                i = next(i for i, state in enumerate(states) if not _complete(state))
+                raise ValueError(f"AdamS: the state of parameter {i} of group {index} holds "
+                                 f"{sorted(states[i])}, not 'step' and an 'exp_avg' tensor")
             tensors = F.local_tensors(params, grads, list(map(_get_exp_avg, states)))
             plans.append(_Plan(group, tensors, list(map(_get_step, states)), hyper, self._impl(group), grads))
         # checked over all groups at once: memory shared between groups is caught too
@@ -348,126 +346,14 @@ class _Plan:
     grads: list[Tensor]  # as the parameters hold them (DTensors under FSDP2), for the non-finite check
 
 
+def _complete(state: dict) -> bool:
+    return "step" in state and isinstance(state.get("exp_avg"), Tensor)
+
+
 def _initial_state(p: Tensor) -> dict:
     """The state of a parameter before its first step: no steps taken, zero momentum."""
     return {"step": torch.tensor(0.0, dtype=torch.float32),
             "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format)}
-
-
-def _scalar(value: float | Tensor, name: str) -> float:
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a number or a 1-element tensor, got shape {tuple(value.shape)}")
-        return float(value.item())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    return float(value)
-
-
-def _validate(group: dict) -> dict:
-    """Check a parameter group's hyperparameters; return them as the functional core takes them.
-
-    Runs when a group is added and again at every step, so a value set on ``param_groups`` later
-    (a NaN learning rate, a string) is refused before anything is written.
-    """
-    betas = group["betas"]
-    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-        raise ValueError(f"Invalid betas: betas={betas!r} (must be a pair (beta1, beta2))")
-    hyper = dict(
-        lr=_scalar(group["lr"], "lr"), beta1=_scalar(betas[0], "betas[0]"), beta2=_scalar(betas[1], "betas[1]"),
-        eps=_scalar(group["eps"], "eps"), weight_decay=_scalar(group["weight_decay"], "weight_decay"),
-        bias_correction=group["bias_correction"], maximize=group["maximize"],
-    )
-    F.check_hyperparameters(**hyper)
-    for name in ("foreach", "fused"):
-        if group[name] not in (None, True, False):
-            raise TypeError(f"{name} must be None, True or False, got {type(group[name]).__name__} {group[name]!r}")
-    return hyper
-
-
-_OWN_STATE = frozenset(("step", "exp_avg"))
-_ADAM_STATE = frozenset(("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
-_FOREIGN_GROUP_KEYS = ("amsgrad", "capturable", "differentiable", "decoupled_weight_decay", "momentum",
-                       "dampening", "nesterov")
-
-
-def _checked_state_dict(optimizer: AdamS, state_dict, *, convert: bool) -> dict:
-    """``state_dict`` ready for ``torch.optim.Optimizer.load_state_dict``, or a ``ValueError``.
-
-    With ``convert=True`` an Adam/AdamW state becomes an AdamS state (see :meth:`AdamS.load_state_dict`).
-    """
-    if not (isinstance(state_dict, Mapping) and {"state", "param_groups"} <= set(state_dict)):
-        raise ValueError("AdamS.load_state_dict: expected a dict with 'state' and 'param_groups' "
-                         f"(from optimizer.state_dict()), got {type(state_dict).__name__}")
-    saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
-    if not (isinstance(saved_groups, (list, tuple)) and isinstance(saved_state, Mapping)
-            and all(isinstance(g, Mapping) and "params" in g for g in saved_groups)):
-        raise ValueError("AdamS.load_state_dict: 'param_groups' must be a list of dicts with 'params' and "
-                         "'state' a dict")
-    if len(saved_groups) != len(optimizer.param_groups) or any(
-            len(s["params"]) != len(g["params"]) for s, g in zip(saved_groups, optimizer.param_groups)):
-        raise ValueError("AdamS.load_state_dict: the saved state has "
-                         f"{[len(g['params']) for g in saved_groups]} parameters per group, this optimizer "
-                         f"{[len(g['params']) for g in optimizer.param_groups]}")
-    groups = []
-    for index, (saved, current) in enumerate(zip(saved_groups, optimizer.param_groups)):
-        foreign = [k for k in _FOREIGN_GROUP_KEYS if k in saved]
-        if convert:  # this optimizer's hyperparameters, the saved parameter ids
-            saved = {**{k: v for k, v in current.items() if k != "params"},
-                     **{k: saved[k] for k in ("params", "param_names") if k in saved}}
-        elif foreign:
-            raise ValueError(f"AdamS.load_state_dict: parameter group {index} has {foreign}, options of "
-                             "another optimizer (AdamW's state?); pass convert=True to take its momentum "
-                             "and keep AdamS's hyperparameters")
-        try:
-            _validate({**{k: v for k, v in current.items() if k != "params"}, **saved})
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"AdamS.load_state_dict: parameter group {index}: {err}") from None
-        groups.append(saved)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    state = {}
-    for key, p in zip([k for g in saved_groups for k in g["params"]], params):
-        if key not in saved_state:
-            continue
-        entry = saved_state[key]
-        where = f"AdamS.load_state_dict: the state of parameter {key} (shape {tuple(p.shape)})"
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"{where} is a {type(entry).__name__}, not a dict")
-        keys = set(entry)
-        if keys and convert:
-            if not keys <= _ADAM_STATE:
-                raise ValueError(f"{where} holds {sorted(keys - _ADAM_STATE)}: convert=True takes an Adam or "
-                                 "AdamW state (step, exp_avg, exp_avg_sq)")
-            entry = {k: entry[k] for k in _OWN_STATE if k in entry}
-            keys = set(entry)
-        if keys and keys != _OWN_STATE:
-            extra, missing = sorted(keys - _OWN_STATE), sorted(_OWN_STATE - keys)
-            hint = ("; it looks like AdamW's or Adam's state: pass convert=True to take its momentum"
-                    if "exp_avg_sq" in extra else "")
-            raise ValueError(f"{where} holds {sorted(keys)}: AdamS keeps 'step' and 'exp_avg'"
-                             + (f", and {extra} are not its own" if extra else "")
-                             + (f", and {missing} are missing" if missing else "") + hint)
-        if keys:
-            _check_entry(where, entry, p)
-        state[key] = entry
-    return {**state_dict, "state": state, "param_groups": groups}
-
-
-def _check_entry(where: str, entry: Mapping, p: Tensor) -> None:
-    exp_avg, step = entry["exp_avg"], entry["step"]
-    if not isinstance(exp_avg, Tensor):
-        raise ValueError(f"{where}: exp_avg is a {type(exp_avg).__name__}, not a tensor")
-    if exp_avg.shape != p.shape:
-        raise ValueError(f"{where}: exp_avg has shape {tuple(exp_avg.shape)}, not the parameter's")
-    if not (exp_avg.is_floating_point() or exp_avg.is_complex()) or exp_avg.is_complex() != p.is_complex():
-        raise ValueError(f"{where}: exp_avg has dtype {exp_avg.dtype}, but the parameter has {p.dtype}")
-    if isinstance(step, Tensor):
-        if step.numel() != 1:
-            raise ValueError(f"{where}: step has shape {tuple(step.shape)}, not one element")
-        step = step.detach().reshape(()).to("cpu", torch.float64).item()
-    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not (
-            math.isfinite(step) and step >= 0 and step == int(step)):
-        raise ValueError(f"{where}: step is {step!r}, not a whole number >= 0")
 
 
 def _all_finite(grads: list[Tensor]) -> bool:

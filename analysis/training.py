@@ -518,11 +518,7 @@ class _DamagedRun(Exception):
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()  # a run's files are a few megabytes
 
 
 def _missing_dirs(path: Path) -> list[Path]:
