@@ -9,14 +9,13 @@ tensors span. Gradients may overlap one another: they are only read.
 """
 from __future__ import annotations
 
-from operator import attrgetter
 from typing import Sequence
 
+import numpy as np
 from torch import Tensor
 
 __all__ = ["byte_range", "first_overlap", "describe_pair"]
 
-_nbytes = attrgetter("nbytes")
 
 
 def byte_range(t: Tensor) -> tuple[int, int]:
@@ -35,14 +34,16 @@ def byte_range(t: Tensor) -> tuple[int, int]:
     return start, start + span * t.element_size()
 
 
-def _ranges(tensors: Sequence[Tensor]) -> list[tuple[int, int, int]]:
-    """``(start, end, index)`` of every tensor, sorted by start."""
-    if all(map(Tensor.is_contiguous, tensors)):  # the usual case, in a few C-level passes
-        starts = list(map(Tensor.data_ptr, tensors))
-        ends = map(int.__add__, starts, map(_nbytes, tensors))
-    else:
-        starts, ends = zip(*map(byte_range, tensors)) if tensors else ((), ())
-    return sorted(zip(starts, ends, range(len(tensors))))
+def _extents(tensors: Sequence[Tensor], contiguous: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end addresses (bytes) of every tensor, as int64 arrays."""
+    n = len(tensors)
+    if contiguous:  # the usual case, in a few C-level passes
+        starts = np.fromiter(map(Tensor.data_ptr, tensors), np.int64, n)
+        sizes = (np.fromiter(map(Tensor.numel, tensors), np.int64, n)
+                 * np.fromiter(map(Tensor.element_size, tensors), np.int64, n))
+        return starts, starts + sizes
+    pairs = np.array(list(map(byte_range, tensors)), dtype=np.int64).reshape(n, 2)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def first_overlap(written: Sequence[Tensor], read: Sequence[Tensor]) -> tuple[int, int] | None:
@@ -51,18 +52,35 @@ def first_overlap(written: Sequence[Tensor], read: Sequence[Tensor]) -> tuple[in
 
     Indices count ``written`` first, then ``read``; pairs of two read tensors are allowed. A
     written tensor that overlaps itself (a zero stride from ``expand``) is reported as ``(i, i)``.
-    One sort of the ranges: O(n log n).
+    The ranges are sorted by start and swept once, keeping the furthest end of a written range and
+    of a read range seen so far: a range that starts before the first, or a written range that
+    starts before the second, overlaps an earlier one. O(n log n), vectorized; the culprits are
+    named by the same sweep in Python, which only runs when there is one.
     """
-    if not all(map(Tensor.is_contiguous, written)):  # only a non-contiguous tensor can overlap itself
+    tensors = [*written, *read]
+    contiguous = all(map(Tensor.is_contiguous, tensors))
+    if not contiguous:  # only a non-contiguous tensor can overlap itself
         for i, t in enumerate(written):
             if 0 in t.stride() and t.numel() > 1:
                 return i, i
-    n_written = len(written)
-    # sweep by start: the written range reaching furthest so far, and the read range likewise
+    if len(tensors) < 2:
+        return None
+    starts, ends = _extents(tensors, contiguous)
+    order = np.flatnonzero(ends > starts)  # an empty tensor touches no memory
+    order = order[np.argsort(starts[order], kind="stable")]
+    start, end, is_written = starts[order], ends[order], order < len(written)
+    reach_written = np.maximum.accumulate(np.where(is_written, end, -1))
+    reach_read = np.maximum.accumulate(np.where(is_written, -1, end))
+    clash = (start[1:] < reach_written[:-1]) | (is_written[1:] & (start[1:] < reach_read[:-1]))
+    if not clash.any():
+        return None
+    return _sweep(zip(start.tolist(), end.tolist(), order.tolist()), len(written))
+
+
+def _sweep(ranges, n_written: int) -> tuple[int, int] | None:
+    """The sweep of :func:`first_overlap`, naming the first overlapping pair."""
     w_end, w_at, r_end, r_at = -1, -1, -1, -1
-    for start, end, k in _ranges([*written, *read]):
-        if end == start:  # an empty tensor touches no memory
-            continue
+    for start, end, k in ranges:
         if start < w_end:
             return w_at, k
         if k < n_written:

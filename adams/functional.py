@@ -41,7 +41,8 @@ from adams import _fused
 from adams._overlap import describe_pair, first_overlap
 
 __all__ = ["adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor", "local_shards",
-           "local_tensors", "check_hyperparameters", "check_tensors", "check_steps"]
+           "local_tensors", "check_hyperparameters", "check_tensors", "check_layout", "check_overlap", "check_steps",
+           "fused_calls", "run_fused"]
 
 Impl = Literal["forloop", "foreach", "fused"]
 
@@ -264,14 +265,16 @@ def _tensor_problem(i: int, p, g, m) -> str | None:
 
 
 def check_tensors(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor]) -> None:
-    """Raise ``ValueError`` naming the first problem that would stop a step part-way through.
+    """Raise ``ValueError`` naming the first problem that would stop a step part-way through:
+    :func:`check_layout` and :func:`check_overlap`. Give the tensors as :func:`adams` updates them
+    (local shards, complex as real pairs)."""
+    check_layout(params, grads, exp_avgs)
+    check_overlap(params, grads, exp_avgs)
 
-    Every gradient and momentum is a tensor of its parameter's shape, dtype and device; the
-    parameters are floating-point; and no tensor the step writes (a parameter or a momentum) shares
-    memory with another tensor of the step (byte ranges, :mod:`adams._overlap`): overlapping
-    tensors give results that depend on the order of the updates, and so differ between paths.
-    Give the tensors as :func:`adams` updates them (local shards, complex as real pairs).
-    """
+
+def check_layout(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor]) -> None:
+    """Every gradient and momentum is a tensor of its parameter's shape, dtype and device, and the
+    parameters are floating-point; else ``ValueError`` naming the first that is not."""
     if not (len(params) == len(grads) == len(exp_avgs)):
         raise ValueError(f"params, grads and exp_avgs must have the same length, got {len(params)}, "
                          f"{len(grads)}, {len(exp_avgs)}")
@@ -287,6 +290,12 @@ def check_tensors(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: S
             problem = _tensor_problem(i, *triple)
             if problem:
                 raise ValueError(problem)
+
+
+def check_overlap(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor]) -> None:
+    """No tensor the step writes (a parameter or a momentum) shares memory with another tensor of
+    the step (byte ranges, :mod:`adams._overlap`), else ``ValueError`` naming the pair: overlapping
+    tensors give results that depend on the order of the updates, and so differ between paths."""
     overlap = first_overlap([*params, *exp_avgs], grads)
     if overlap is not None:
         n = len(params)
@@ -379,6 +388,29 @@ def adams(
     apply_checked(params, grads, exp_avgs, state_steps, impl=impl, **hyper)
 
 
+def fused_calls(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
+                state_steps: Sequence[Tensor], *, overlap_checked: bool = False) -> list[_fused.Prepared]:
+    """The fused kernel's calls for these tensors (one per dtype), each checked by
+    :func:`adams._fused.prepare`; :class:`adams._fused.Rejected` (a ``ValueError``) if the kernel
+    cannot take them. Nothing is written: a caller may check every group and then fall back."""
+    if len(set(map(_dtype, params))) <= 1:  # the usual case: one kernel call
+        groups = [(params, grads, exp_avgs, state_steps)]
+    else:  # one call per dtype
+        by_dtype: dict[torch.dtype, list[int]] = defaultdict(list)
+        for i, p in enumerate(params):
+            by_dtype[p.dtype].append(i)
+        groups = [[[ts[i] for i in index] for ts in (params, grads, exp_avgs, state_steps)]
+                  for index in by_dtype.values()]
+    return [_fused.prepare(p, g, m, state_steps=s, overlap_checked=overlap_checked) for p, g, m, s in groups]
+
+
+def run_fused(calls: Sequence[_fused.Prepared], **hyper) -> None:
+    """Run checked kernel calls (:func:`fused_calls`); the kernel increments the step counters."""
+    kernel = _fused.default_kernel()
+    for call in calls:
+        _fused.run(kernel, call, **hyper)
+
+
 def apply_checked(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
                   state_steps: Sequence[Tensor], *, impl: Impl, **hyper) -> None:
     """The update of :func:`adams` on tensors that have passed its checks (local, real views).
@@ -386,22 +418,8 @@ def apply_checked(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tens
     The fused path may still raise :class:`adams._fused.Rejected` for tensors the kernel cannot
     take (not contiguous, on another device), before anything is written.
     """
-    dtypes = set(map(_dtype, params))
     if impl == "fused":
-        kernel = _fused.default_kernel()
-        if len(dtypes) <= 1:  # the usual case: one kernel call
-            groups = [(params, grads, exp_avgs, state_steps)]
-        else:  # one call per dtype
-            by_dtype: dict[torch.dtype, list[int]] = defaultdict(list)
-            for i, p in enumerate(params):
-                by_dtype[p.dtype].append(i)
-            groups = [[[ts[i] for i in index] for ts in (params, grads, exp_avgs, state_steps)]
-                      for index in by_dtype.values()]
-        # every call is checked before any runs: a rejected call (raised as _fused.Rejected, a
-        # ValueError) leaves all tensors and counters untouched, so the caller may fall back
-        calls = [_fused.prepare(p, g, m, state_steps=s, overlap_checked=True) for p, g, m, s in groups]
-        for call in calls:
-            _fused.run(kernel, call, **hyper)
+        run_fused(fused_calls(params, grads, exp_avgs, state_steps, overlap_checked=True), **hyper)
         return
 
     steps = [t + 1 for t in check_steps(state_steps)]

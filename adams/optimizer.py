@@ -233,16 +233,10 @@ class AdamS(torch.optim.Optimizer):
 
         self.state.update(fresh)  # the first step of some parameters: their state starts now
         for plan in plans:
-            impl = plan.impl
-            if impl == "fused":
-                try:  # increments every state["step"], then updates params and exp_avgs
-                    F.apply_checked(*plan.tensors, plan.steps, **plan.hyper, impl="fused")
-                    continue
-                except _fused.Rejected as rejected:  # raised before anything was written
-                    if plan.group["fused"]:  # asked for explicitly: fall back, but say why
-                        _warn(f"AdamS: fused path unavailable ({rejected}); using foreach")
-                impl = "foreach"
-            F.apply_checked(*plan.tensors, plan.steps, **plan.hyper, impl=impl)
+            if plan.calls is not None:  # increments every state["step"], then updates params and exp_avgs
+                F.run_fused(plan.calls, **plan.hyper)
+            else:
+                F.apply_checked(*plan.tensors, plan.steps, **plan.hyper, impl=plan.impl)
         return loss
 
     def _plan(self) -> tuple[list[_Plan], dict]:
@@ -265,11 +259,26 @@ class AdamS(torch.optim.Optimizer):
                 raise ValueError(f"AdamS: the state of parameter {i} of group {index} holds "
                                  f"{sorted(states[i])}, not 'step' and an 'exp_avg' tensor")
             tensors = F.local_tensors(params, grads, list(map(_get_exp_avg, states)))
-            plans.append(_Plan(group, tensors, list(map(_get_step, states)), hyper, self._impl(group), grads))
+            steps = list(map(_get_step, states))
+            impl, calls = self._impl(group), None
+            if impl == "fused":
+                try:  # the kernel's own checks of layout, dtype and counters, for every group first
+                    calls = F.fused_calls(*tensors, steps, overlap_checked=True)
+                except _fused.Rejected as rejected:
+                    if group["fused"]:  # asked for explicitly: fall back, but say why
+                        _warn(f"AdamS: fused path unavailable ({rejected}); using foreach")
+                    impl = "foreach"
+            plans.append(_Plan(group, tensors, steps, hyper, impl, grads, calls))
         # checked over all groups at once: memory shared between groups is caught too
         joined = [[t for plan in plans for t in plan.tensors[k]] for k in range(3)]
+        unfused = [[t for plan in plans if plan.calls is None for t in plan.tensors[k]] for k in range(3)]
         try:
-            F.check_tensors(*joined)
+            try:
+                F.check_layout(*unfused)  # the kernel's calls have checked the others
+            except ValueError:
+                F.check_layout(*joined)  # the same problem, with the tensor counted over all groups
+                raise
+            F.check_overlap(*joined)
             F.check_steps([t for plan in plans for t in plan.steps])
         except ValueError as err:
             raise ValueError(f"AdamS: {err} (tensors counted over all parameter groups, in order); "
@@ -344,6 +353,7 @@ class _Plan:
         return self.tensors[0]
 
     grads: list[Tensor]  # as the parameters hold them (DTensors under FSDP2), for the non-finite check
+    calls: list | None  # the fused kernel's checked calls, or None on another path
 
 
 def _complete(state: dict) -> bool:
