@@ -242,7 +242,7 @@ class AdamS(torch.optim.Optimizer):
     def _plan(self) -> tuple[list[_Plan], dict]:
         """Check everything a step needs, change nothing: one :class:`_Plan` per group, and the
         state to create for parameters taking their first step."""
-        plans, fresh = [], {}
+        plans, fresh, fallbacks = [], {}, []
         for index, group in enumerate(self.param_groups):
             hyper = validate_group(group)
             self._note_betas(index, group)
@@ -265,8 +265,8 @@ class AdamS(torch.optim.Optimizer):
                 try:  # the kernel's own checks of layout, dtype and counters, for every group first
                     calls = F.fused_calls(*tensors, steps, overlap_checked=True)
                 except _fused.Rejected as rejected:
-                    if group["fused"]:  # asked for explicitly: fall back, but say why
-                        _warn(f"AdamS: fused path unavailable ({rejected}); using foreach")
+                    if group["fused"]:  # asked for explicitly: fall back, and say why once all is checked
+                        fallbacks.append(str(rejected))
                     impl = "foreach"
             plans.append(_Plan(group, tensors, steps, hyper, impl, grads, calls))
         # checked over all groups at once: memory shared between groups is caught too
@@ -283,6 +283,8 @@ class AdamS(torch.optim.Optimizer):
         except ValueError as err:
             raise ValueError(f"AdamS: {err} (tensors counted over all parameter groups, in order); "
                              "no parameter or state was changed") from None
+        for reason in fallbacks:
+            _warn(f"AdamS: fused path unavailable ({reason}); using foreach")
         return plans, fresh
 
     def _note_betas(self, index: int, group: dict) -> None:
