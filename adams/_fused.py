@@ -1,6 +1,6 @@
 """The single-pass AdamS step on CPU: check the tensors, then call ``_kernel.c`` through ctypes.
 
-:func:`fused_adams_` computes the update of :mod:`adams.functional` (ADAMS.md §1) in one pass over
+:func:`fused_adams_` computes the update of :mod:`adams.functional` (``docs/algorithm.md`` §1) in one pass over
 memory: each element of ``w``, ``g`` and ``m`` is read once and ``w`` and ``m`` are written once,
 20 bytes per float32 parameter. float32 and float64 compute in their own precision; bfloat16 and
 float16 compute in float32 and round to their storage type once, to nearest even.

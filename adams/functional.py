@@ -1,6 +1,6 @@
 r"""The AdamS update as plain tensor functions.
 
-Symbols follow the paper (arXiv 2505.16363) and ``ADAMS.md`` §1: ``w`` parameters, ``g`` gradient,
+Symbols follow the paper (arXiv 2505.16363) and ``docs/algorithm.md`` §1: ``w`` parameters, ``g`` gradient,
 ``m`` momentum (the only state), ``step`` the step count :math:`t`, counted from 1 (the value *after*
 this step's increment), :math:`c_t = 1 - \beta_1^t` the bias-correction factor (1 in the paper-text
 form). One step, per coordinate:

@@ -10,7 +10,7 @@ and the largest step length of clipped GD.
 :math:`u' = L_1 r u` is solved by ``dsolve``; integrating :math:`r\,u` once gives the gradient change
 (Lemma 1) and integrating that once more gives the descent remainder (Lemma 2).
 
-**Step bound** (``../shared/docs/ADAMS.md`` section 1). With :math:`\epsilon = 0`, the paper-text
+**Step bound** (``docs/algorithm.md`` §1). With :math:`\epsilon = 0`, the paper-text
 form's step is :math:`|m_t|/\sqrt{\nu_t}`, a function of :math:`x = m_{t-1}/g_t` only;
 :func:`analysis.derivations.step_bound_squared` maximizes it over x.
 """

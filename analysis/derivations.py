@@ -4,7 +4,7 @@ This module is the source of the closed forms in :mod:`analysis.stationary` (whi
 in NumPy and is tested against these expressions). It is meant to be read: every step is one
 sympy call, and the only facts used are listed here.
 
-**Model** (one coordinate, ``../shared/docs/ADAMS.md`` section 2). Gradients are
+**Model** (one coordinate, ``docs/algorithm.md`` §2). Gradients are
 :math:`g_t = \mu + \sigma\xi_t` with i.i.d. standardized noise :math:`\xi_t`:
 :math:`E\xi = 0`, :math:`E\xi^2 = 1`, :math:`E\xi^3 = \gamma` (skewness), :math:`E\xi^4 = \kappa`
 (kurtosis). Gaussian noise has :math:`\gamma = 0, \kappa = 3`; every result below needs only these

@@ -1,7 +1,7 @@
 r"""Stationary statistics of AdamS's denominator V and Adam's second moment S, in closed form.
 
 One coordinate with gradients :math:`g_t = \mu + \sigma\xi_t` (i.i.d. standardized noise, Gaussian by
-default; ``../shared/docs/ADAMS.md`` section 2):
+default; ``docs/algorithm.md`` §2):
 
 .. math::
 

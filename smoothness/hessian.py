@@ -1,7 +1,7 @@
 """Curvature from Hessian-vector products: the spectral norm (largest |eigenvalue|) and d^T H d / |d|^2.
 
 The spectral norm is what (L0, L1)-smoothness bounds, and it is max |lambda|, not the largest
-algebraic eigenvalue: a dominant negative eigenvalue counts (``../shared/docs/ADAMS.md`` section 3).
+algebraic eigenvalue: a dominant negative eigenvalue counts (``docs/algorithm.md`` §3).
 :func:`spectral_norm` asks scipy's ARPACK Lanczos (``eigsh``, ``which="LM"``) for it, on a
 ``LinearOperator`` whose matvec is one Hessian-vector product. ARPACK's ``tol`` is the relative
 accuracy of the eigenvalue; the result reports whether it converged, the residual

@@ -1,4 +1,4 @@
-"""The compiled kernel (adams/_kernel.c through adams/_fused.py) against the equations of ADAMS.md §1.
+"""The compiled kernel (adams/_kernel.c through adams/_fused.py) against the equations of docs/algorithm.md §1.
 
 The reference is written here with torch ops in float64, straight from the equations:
 

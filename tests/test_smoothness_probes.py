@@ -176,7 +176,7 @@ def test_step_finite_difference_on_x4_is_exact_and_costs_n_gamma_plus_one_gradie
     ],
 )
 def test_finite_differences_never_exceed_the_segment_bound(f, fprime, pair):
-    """|f'(x + gamma d) - f'(x)| <= (L0 + L1 |f'(x)|) (e^{L1 r} - 1) / L1 for a valid pair (ADAMS.md 3)."""
+    """|f'(x + gamma d) - f'(x)| <= (L0 + L1 |f'(x)|) (e^{L1 r} - 1) / L1 for a valid pair (docs/algorithm.md §3)."""
     l0, l1 = pair
     rng = np.random.default_rng(0)
     for _ in range(200):
