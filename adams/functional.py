@@ -18,8 +18,9 @@ Three implementations of the same function live here and in :mod:`adams._fused`:
   usable under ``torch.func``. :func:`adams_tensor_` applies it to one tensor in place (the for-loop
   path of the optimizer).
 * :func:`adams_foreach_` — the same arithmetic on lists of tensors with ``torch._foreach_*`` kernels.
-* :func:`adams._fused.fused_adams_` — one pass over memory in a compiled kernel, which also
-  increments the step counters.
+* :func:`fused_adams_` (from :mod:`adams._fused`) — one pass over memory in a compiled CPU kernel,
+  which also increments the step counters; :func:`fused_available` says whether it can be built
+  here and why not.
 
 :func:`adams` is the entry point the optimizer calls: it replaces distributed tensors (``DTensor``, as
 FSDP2 makes them) by the shards this process holds, views complex tensors as real pairs, groups
@@ -38,11 +39,12 @@ import torch
 from torch import Tensor
 
 from adams import _fused
+from adams._fused import fused_adams_, fused_available
 from adams._overlap import describe_pair, first_overlap
 
 __all__ = ["adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor", "local_shards",
            "local_tensors", "check_hyperparameters", "check_tensors", "check_layout", "check_overlap", "check_steps",
-           "fused_calls", "run_fused"]
+           "fused_calls", "run_fused", "fused_adams_", "fused_available"]
 
 Impl = Literal["forloop", "foreach", "fused"]
 

@@ -93,7 +93,7 @@ def _adams(**paths) -> Callable:
 
 
 class KernelOnly:
-    """:func:`adams._fused.fused_adams_` on the parameters, without the optimizer's bookkeeping
+    """:func:`adams.functional.fused_adams_` on the parameters, without the optimizer's bookkeeping
     (state lookup, step counters, checks): the kernel's own share of ``adams_fused``."""
 
     def __init__(self, params):
@@ -102,7 +102,7 @@ class KernelOnly:
         self.t = 0
 
     def step(self):
-        from adams._fused import fused_adams_
+        from adams.functional import fused_adams_
 
         self.t += 1
         beta1, beta2 = HYPER["betas"]
@@ -226,7 +226,7 @@ def run(quick: bool = False, seed: int = 0, sets: dict[str, list[tuple[int, ...]
     flat and the 30M GPT). ``quick`` takes fewer rounds (3 after 1 warm-up, instead of 30 after 5):
     the for-loop path alone needs about 2 s per step on the GPT set on the development VM.
     """
-    from adams._fused import fused_available
+    from adams.functional import fused_available
 
     described = {"flat_10M": "40 tensors of shape (250000,)",
                  "gpt_30M": "nanoGPT layout (analysis.steptime.gpt_shapes): vocab 50304, d_model 384, "
