@@ -12,12 +12,14 @@ checkpoints and per-process memory under ``torch.distributed`` (DDP, FSDP2).
 >>> torch.round(1.0 - w.detach(), decimals=4)  # first step: lr / sqrt(1 - beta2) per coordinate
 tensor([ 0.4472, -0.4472,  0.4472])
 """
+from adams import checkpoints
 from adams.adapm import AdaPMReconstruction
+from adams.checkpoints import CheckpointError
 from adams.memory import param_bytes, state_bytes
 from adams.optimizer import AdamS
 from adams.registry import OPTIMIZERS, make_optimizer
 from adams.theory import first_step_size, step_bound
 
 __all__ = ["AdamS", "make_optimizer", "OPTIMIZERS", "AdaPMReconstruction", "state_bytes", "param_bytes",
-           "step_bound", "first_step_size"]
+           "step_bound", "first_step_size", "CheckpointError", "checkpoints"]
 __version__ = "0.1.0"

@@ -22,12 +22,10 @@ from pathlib import Path
 
 import torch
 
+from adams.checkpoints import CheckpointError
+
 __all__ = ["CheckpointError", "CHECKSUMS", "write_checksums", "verify_checksums", "read_metadata", "safe_reader",
            "safe_load_planner"]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete, or does not match the model and optimizer."""
 
 
 CHECKSUMS = "checksums.json"

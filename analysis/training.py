@@ -71,7 +71,8 @@ from analysis.results import atomic_write_text, cache_root, is_fresh
 __all__ = ["TrainConfig", "TrainResult", "CachedRunWarning", "train", "run_many", "build", "init_model",
            "make_optimizer", "sample_batch", "lm_loss", "evaluate", "momentum_norm", "default_cache_dir"]
 
-MOMENTUM_KEYS = ("exp_avg", "momentum_buffer", "m", "row_exp_avg")
+#: optimizer-state keys of a first moment, full-size or partial (AdaPM's row means), for momentum_norm
+FIRST_MOMENT_KEYS = (*adams.checkpoints.MOMENTUM_KEYS, "m", "row_exp_avg")
 VAL_SEQUENCES = 32  # per validation batch
 RESULT_FILE = "result.json"
 MANIFEST_FILE = "manifest.json"
@@ -323,7 +324,7 @@ def momentum_norm(optimizer: torch.optim.Optimizer) -> float:
     """Global norm of the optimizer's first-moment buffers (NaN if it keeps none yet)."""
     total, found = 0.0, False
     for state in optimizer.state.values():
-        for key in MOMENTUM_KEYS:
+        for key in FIRST_MOMENT_KEYS:
             if key in state and torch.is_tensor(state[key]):
                 total += float(state[key].double().pow(2).sum())
                 found = True
@@ -412,7 +413,7 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
 
     def save(step: int) -> None:
         name = f"step_{step:06d}.pt"
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, write_dir / name)
+        torch.save(adams.checkpoints.training_checkpoint(model, optimizer, step), write_dir / name)
         checkpoints.append(str(run_dir / name))
 
     start_all = time.perf_counter()

@@ -44,7 +44,7 @@ def train(out_dir: str | Path, steps: int = 50, every: int = 10) -> list[Path]:
     for step in range(steps + 1):
         if step % every == 0:
             saved.append(out_dir / f"step_{step:04d}.pt")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, saved[-1])
+            torch.save(adams.checkpoints.training_checkpoint(model, opt, step), saved[-1])
         x, y = _data(64, seed=1000 + step)
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()

@@ -33,15 +33,12 @@ from typing import Any, Mapping
 
 import torch
 
+from adams.checkpoints import MODEL, MOMENTUM_KEYS, OPTIMIZER, STEP, CheckpointError
+
 __all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "momentum_by_name"]
 
 PREFIXES = ("module.", "_orig_mod.")
-MOMENTUM_KEYS = ("exp_avg", "momentum_buffer")
 SAFETENSORS_MOMENTUM = "optimizer.exp_avg."
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -209,14 +206,14 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module) -> Checkpoi
         content = _read_torch(path)
         if not isinstance(content, Mapping):
             raise CheckpointError(f"{path}: expected a state_dict or a dict with a 'model' entry, got {type(content).__name__}")
-        if "model" in content and isinstance(content["model"], Mapping):
-            state = content["model"]
-            if content.get("optimizer") is not None:
-                momentum = momentum_by_name(content["optimizer"], model, path)
-            step = content.get("step")
+        if MODEL in content and isinstance(content[MODEL], Mapping):
+            state = content[MODEL]
+            if content.get(OPTIMIZER) is not None:
+                momentum = momentum_by_name(content[OPTIMIZER], model, path)
+            step = content.get(STEP)
             if step is not None and not isinstance(step, int):
                 raise CheckpointError(f"{path}: 'step' must be an integer, got {step!r}")
-            meta = {k: v for k, v in content.items() if k not in ("model", "optimizer", "step")
+            meta = {k: v for k, v in content.items() if k not in (MODEL, OPTIMIZER, STEP)
                     and isinstance(v, (int, float, str, bool))}
         else:
             state = content
