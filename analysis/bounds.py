@@ -17,12 +17,12 @@ Stationarity measures differ between papers. :func:`implies` says when a guarant
 gives one in another at the same eps (and why), and :func:`convert` refuses the conversions that
 are not valid.
 
-The AdamS step bound, the first result an ``analysis.bounds`` user usually wants, is here too:
-:func:`step_bound` (the supremum of :math:`|m_t|/\sqrt{\nu_t}` at :math:`\epsilon = 0`, paper-text
-form) and :func:`step_bound_attainer` (a gradient sequence that attains it, so it is a supremum
-and not only an upper bound).
+The AdamS step bound itself (the supremum of :math:`|m_t|/\sqrt{\nu_t}` at :math:`\epsilon = 0`)
+is :func:`adams.step_bound`; :func:`step_bound_attainer` gives a gradient sequence that attains it,
+so it is a supremum and not only an upper bound.
 
->>> round(step_bound(0.9, 0.95), 4)
+>>> import adams
+>>> round(adams.step_bound(0.9, 0.95), 4)
 1.026
 >>> BOUNDS["adams-2025"].constants, BOUNDS["adams-2025"].eps_exponent
 ('order-only', 4.0)
@@ -35,14 +35,13 @@ from typing import Callable
 
 import numpy as np
 
-import adams
 from analysis.l0l1 import (  # noqa: F401  (re-exported: analysis.bounds is the one entry point)
     clipped_gd_iterations, default_steps, descent_factor, descent_remainder, gd_iterations,
     normalized_gd_iterations, safe_step, segment_bound,
 )
 
 __all__ = [
-    "Bound", "BOUNDS", "MEASURES", "implies", "convert", "step_bound", "step_bound_attainer", "first_step_size",
+    "Bound", "BOUNDS", "MEASURES", "implies", "convert", "step_bound_attainer",
     "segment_bound", "descent_remainder", "descent_factor", "clipped_gd_iterations", "normalized_gd_iterations",
     "gd_iterations", "safe_step", "default_steps", "recommend",
 ]
@@ -192,18 +191,8 @@ def _bounds() -> dict[str, Bound]:
 BOUNDS: dict[str, Bound] = _bounds()
 
 
-def step_bound(beta1: float, beta2: float) -> float:
-    """sup over all gradient sequences and steps of |m_t| / sqrt(nu_t) at eps = 0 (paper-text form).
-
-    sqrt(beta1^2/beta2 + (1-beta1)^2/(1-beta2)), from Cauchy-Schwarz (``adams.theory``); it is
-    attained at step 2 (:func:`step_bound_attainer`). The default form's bound depends on the step:
-    ``adams.step_bound(beta1, beta2, bias_correction=True, step=t)``.
-    """
-    return adams.step_bound(beta1, beta2, bias_correction=False)
-
-
 def step_bound_attainer(beta1: float, beta2: float, g1: float = 1.0) -> np.ndarray:
-    """Gradients (g_1, g_2) for which the paper-text form's step 2 equals :func:`step_bound`.
+    """Gradients (g_1, g_2) for which the paper-text form's step 2 equals :func:`adams.step_bound`.
 
     Equality in Cauchy-Schwarz needs m_1 / g_2 = beta1 (1 - beta2) / (beta2 (1 - beta1)); with
     m_1 = (1 - beta1) g_1 that fixes g_2 = beta2 g_1 (1 - beta1)^2 / (beta1 (1 - beta2)).
@@ -211,11 +200,6 @@ def step_bound_attainer(beta1: float, beta2: float, g1: float = 1.0) -> np.ndarr
     if not (0 < beta1 < 1 and 0 < beta2 < 1):
         raise ValueError(f"the step bound is attained for 0 < beta1, beta2 < 1, got ({beta1}, {beta2})")
     return np.array([g1, beta2 * g1 * (1 - beta1) ** 2 / (beta1 * (1 - beta2))])
-
-
-def first_step_size(lr: float, beta1: float, beta2: float, *, bias_correction: bool = True) -> float:
-    """Each coordinate's first step at eps = 0: lr / sqrt(1 - beta2), or (1 - beta1) lr / sqrt(1 - beta2)."""
-    return adams.first_step_size(lr, beta1, beta2, bias_correction=bias_correction)
 
 
 def recommend(L0: float, L1: float, eps: float, delta: float) -> dict:

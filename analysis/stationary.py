@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+import adams
 from analysis._validate import check_grid
 from analysis.simulation import AR1, Estimate, Gaussian, Simulation, StudentT, burn_in, simulate
 
@@ -168,13 +169,10 @@ def equalizing_beta2(snr, beta1, *, skewness: float = 0.0, kurtosis: float = 3.0
 
 
 def adams_step_bound(beta1, beta2) -> np.ndarray:
-    """sup |m_t| / sqrt(V_t) at eps = 0 (any gradients): sqrt(beta1^2/beta2 + (1-beta1)^2/(1-beta2)).
-
-    The same constant as :func:`adams.step_bound` (paper-text form, step >= 2), vectorized.
-    """
+    """sup |m_t| / sqrt(V_t) at eps = 0 (any gradients), elementwise over arrays of betas:
+    :func:`adams.step_bound` (paper-text form), the one place the constant is computed."""
     _, _, beta1, beta2 = _check(0.0, 1.0, beta1, beta2)
-    with np.errstate(divide="ignore"):
-        return np.sqrt(beta1**2 / beta2 + (1 - beta1) ** 2 / (1 - beta2))
+    return np.vectorize(adams.step_bound, otypes=[float])(beta1, beta2)
 
 
 def adam_step_bound(beta1, beta2) -> np.ndarray:

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+import adams
 import smoothness
 from adams.reference import adams_update
 from analysis import bound_derivations as bd
@@ -91,7 +92,7 @@ rng = np.random.default_rng(0)
 n_seq, n_steps = (200, 50) if QUICK else (2000, 200)
 step_rows = []
 for b1, b2 in beta_pairs:
-    bound = B.step_bound(b1, b2)
+    bound = adams.step_bound(b1, b2)
     symbolic = float(sym_bound.subs({bd.derivations.beta1: b1, bd.derivations.beta2: b2}))
     g1, g2 = B.step_bound_attainer(b1, b2)
     w, m, t = np.zeros(1), np.zeros(1), 0
