@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["adams_update", "AdamSReference"]
+__all__ = ["adams_step", "AdamSReference"]
 
 
-def adams_update(
+def adams_step(
     w: np.ndarray,
     g: np.ndarray,
     m: np.ndarray,
@@ -40,7 +40,10 @@ def adams_update(
     weight_decay: float,
     bias_correction: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One AdamS step at step ``t`` (from 1). ``m`` is m_{t-1}. Returns ``(w_t, m_t, nu_t)``."""
+    """One AdamS step at step ``t`` (from 1). ``m`` is m_{t-1}. Returns ``(w_t, m_t, nu_t)``.
+
+    The NumPy float64 twin of :func:`adams.functional.adams_update` (which returns ``(w, m)`` and
+    takes ``step=`` by keyword); it also returns the denominator ``nu_t`` that a course shows."""
     w = np.asarray(w, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
     m = np.asarray(m, dtype=np.float64)
@@ -84,7 +87,7 @@ class AdamSReference:
         if self.m is None:
             self.m = np.zeros_like(g)
         self.t = self.t + 1
-        w_new, self.m, self.nu = adams_update(
+        w_new, self.m, self.nu = adams_step(
             w,
             g,
             self.m,

@@ -11,7 +11,7 @@ every iterate, whatever gradients the method saw. Methods:
                 :math:`\gamma`, i.e. clipping at gradient norm :math:`\gamma/\eta`
 ``normalized``  :math:`x \leftarrow x - \eta g/\|g\|`
 ``adam``        Adam with bias correction (Kingma and Ba), no weight decay
-``adams``       AdamS, default form (bias-corrected), through :func:`adams.reference.adams_update`
+``adams``       AdamS, default form (bias-corrected), through :func:`adams.reference.adams_step`
 ``adams-paper`` AdamS, paper-text form (no bias correction)
 ==============  ==========================================================================
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from adams.reference import adams_update
+from adams.reference import adams_step
 from analysis.problems import Problem, oracle
 
 __all__ = ["METHODS", "Trajectory", "run", "iterations_to", "tuned_iterations", "tuned_stop", "exponent_fit"]
@@ -132,7 +132,7 @@ def run(
                 mult = lr / (np.sqrt(v / (1 - beta2 ** (t + 1))) + eps)
                 x = x - mult * m / (1 - beta1 ** (t + 1))
             else:  # AdamS, the package's reference update (t counted from 1)
-                x, m, nu = adams_update(x, g, m, t + 1, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=0.0,
+                x, m, nu = adams_step(x, g, m, t + 1, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=0.0,
                                         bias_correction=method == "adams")
                 mult = lr / (np.sqrt(nu) + eps)
             if record_step:

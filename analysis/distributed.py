@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 import adams
 from adams.distributed import load_checkpoint, save_checkpoint, state_bytes_per_rank
 from analysis import corpus as corpus_mod
-from analysis.training import TrainConfig, init_model, lm_loss, make_optimizer, sample_batch, validation_batches
+from analysis.training import TrainConfig, init_model, lm_loss, optimizer_for, sample_batch, validation_batches
 
 __all__ = ["launch", "wrap", "unwrap", "full_parameters", "local_rows", "train_distributed", "DistributedResult",
            "latest_checkpoint", "describe", "compare_state"]
@@ -225,7 +225,7 @@ def _train_rank(rank: int, world_size: int, config_dict: dict, how: str, checkpo
     config = TrainConfig.from_dict(config_dict)
     data = corpus_mod.load()
     model = wrap(init_model(config, data.vocab_size), how)
-    optimizer = make_optimizer(config, model)  # after wrapping: FSDP2 replaces the parameters
+    optimizer = optimizer_for(config, model)  # after wrapping: FSDP2 replaces the parameters
     params = [p for p in model.parameters() if p.requires_grad]
     rng = np.random.default_rng(config.seed)
     val = validation_batches(config, data.val)

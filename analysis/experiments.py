@@ -25,11 +25,11 @@ from analysis import results as results_mod
 from analysis.results import quick_mode
 from analysis.training import TrainConfig, TrainResult, build, default_cache_dir, lm_loss, run_many, sample_batch
 
-__all__ = ["base_config", "seeds", "cached_seconds", "ADAPTIVE", "OPTIMIZERS", "SGD_LRS", "BETA_PAIRS", "summary", "paired_gap",
+__all__ = ["base_config", "seeds", "cached_seconds", "ADAPTIVE", "COMPARED", "SGD_LRS", "BETA_PAIRS", "summary", "paired_gap",
            "runs", "interleaved_step_times", "ratio_ci", "loss_spike", "log_correlation", "ratio_summary"]
 
 ADAPTIVE = ("adams", "adamw", "adam-mini", "adapm")
-OPTIMIZERS = ("adams", "adamw", "sgdm", "adam-mini", "adapm")
+COMPARED = ("adams", "adamw", "sgdm", "adam-mini", "adapm")
 #: SGD with momentum does not share the adaptive methods' learning rate; it gets the best of these
 SGD_LRS = (0.03, 0.1, 0.3)
 BETA_PAIRS = ((0.9, 0.95), (0.9, 0.99), (0.95, 0.95), (0.95, 0.98), (0.9, 0.999))

@@ -40,7 +40,7 @@ import torch
 from analysis.ratios import PairedRatio, paired_ratio
 from analysis.results import cpu_model
 
-__all__ = ["run", "format_table", "flat_shapes", "gpt_shapes", "OPTIMIZERS", "BYTES_PER_PARAM",
+__all__ = ["run", "format_table", "flat_shapes", "gpt_shapes", "ROWS", "BYTES_PER_PARAM",
            "TARGETS", "TargetCheck", "check_targets", "paired_ratios", "format_targets", "markdown_table"]
 
 COPY_BYTES_PER_ELEMENT = 12  # read src + write dst + read-for-ownership of dst (see the docstring)
@@ -140,7 +140,7 @@ class CompiledFunctional:
         self.fn([p.detach() for p in self.owners], [p.grad for p in self.owners], self.exp_avgs, self.t)
 
 
-OPTIMIZERS: dict[str, tuple[str, Callable]] = {  # name -> (traffic family, constructor)
+ROWS: dict[str, tuple[str, Callable]] = {  # name -> (traffic family, constructor)
     "adams_forloop": ("adams", _adams(foreach=False, fused=False)),
     "adams_foreach": ("adams", _adams(foreach=True)),
     "adams_fused": ("adams", _adams(fused=True)),
@@ -160,9 +160,9 @@ def _summary(seconds: list[float]) -> dict:
 
 def time_set(shapes: list[tuple[int, ...]], *, reps: int, warmup: int, seed: int,
              compiled: bool = False) -> dict:
-    """Time every optimizer of :data:`OPTIMIZERS` (and ``adams_compiled`` if asked) and the copies
+    """Time every optimizer of :data:`ROWS` (and ``adams_compiled`` if asked) and the copies
     on one parameter set."""
-    optimizers = dict(OPTIMIZERS)
+    optimizers = dict(ROWS)
     if compiled:
         optimizers["adams_compiled"] = ("adams", CompiledFunctional)
         warmup = max(warmup, 3)

@@ -69,7 +69,7 @@ from analysis.gpt import GPT, GPTConfig
 from analysis.results import atomic_write_text, cache_root, is_fresh
 
 __all__ = ["TrainConfig", "TrainResult", "CachedRunWarning", "train", "run_many", "build", "init_model",
-           "make_optimizer", "sample_batch", "lm_loss", "evaluate", "momentum_norm", "default_cache_dir"]
+           "optimizer_for", "sample_batch", "lm_loss", "evaluate", "momentum_norm", "default_cache_dir"]
 
 #: optimizer-state keys of a first moment, full-size or partial (AdaPM's row means), for momentum_norm
 FIRST_MOMENT_KEYS = (*adams.checkpoints.MOMENTUM_KEYS, "m", "row_exp_avg")
@@ -195,7 +195,7 @@ def _check_optimizer_kwargs(config: "TrainConfig") -> None:
             raise ValueError(f"TrainConfig.optimizer_kwargs: optimizer {config.optimizer!r} takes no keyword {k!r}; "
                              f"it accepts {', '.join(sorted(accepted)) or 'none'}")
     try:
-        make_optimizer(config, _probe_model(config.width))
+        optimizer_for(config, _probe_model(config.width))
     except (TypeError, ValueError, RuntimeError) as err:
         kind = TypeError if isinstance(err, TypeError) else ValueError
         raise kind(f"TrainConfig.optimizer_kwargs {dict(config.optimizer_kwargs)!r} are refused by optimizer "
@@ -353,7 +353,7 @@ def init_model(config: TrainConfig, vocab: int) -> torch.nn.Module:
         return GPT(config.model_config(vocab))
 
 
-def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def optimizer_for(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """``config``'s optimizer over ``model``'s parameters (create it after any wrapping, such as FSDP2's
     ``fully_shard``, that replaces the parameters)."""
     extra = dict(config.optimizer_kwargs)
@@ -365,9 +365,9 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
 
 
 def build(config: TrainConfig, vocab: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """The model (:func:`init_model`) and its optimizer (:func:`make_optimizer`)."""
+    """The model (:func:`init_model`) and its optimizer (:func:`optimizer_for`)."""
     model = init_model(config, vocab)
-    return model, make_optimizer(config, model)
+    return model, optimizer_for(config, model)
 
 
 @torch.no_grad()

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 import adams
-from adams.reference import AdamSReference, adams_update
+from adams.reference import AdamSReference, adams_step
 from analysis.results import command_for, quick_mode, save_figure, save_results
 
 NAME = "adams_from_scratch"
@@ -82,7 +82,7 @@ print(f"quick mode: {QUICK}")
 # then thrown away. The package's teaching reference is one line per equation:
 
 # %%
-print(inspect.getsource(adams_update))
+print(inspect.getsource(adams_step))
 
 # %% [markdown]
 # Three steps on one coordinate, both forms, by calling the reference directly. Watch the first
@@ -97,7 +97,7 @@ for bias_correction in (True, False):
     print("  t     g_t    m_{t-1}     nu_t      m_t    step/lr")
     w, m = np.array(0.0), np.array(0.0)
     for t, g in enumerate(g_demo, start=1):
-        w_new, m_new, nu = adams_update(
+        w_new, m_new, nu = adams_step(
             w, g, m, t, lr=LR, beta1=BETAS[0], beta2=BETAS[1], eps=0.0,
             weight_decay=0.0, bias_correction=bias_correction,
         )

@@ -51,7 +51,7 @@ import seaborn as sns
 
 import adams
 import smoothness
-from adams.reference import adams_update
+from adams.reference import adams_step
 from analysis import bound_derivations as bd
 from analysis import bound_experiments as bx
 from analysis import bounds as B
@@ -98,13 +98,13 @@ for b1, b2 in beta_pairs:
     w, m, t = np.zeros(1), np.zeros(1), 0
     for t, g in enumerate((g1, g2), start=1):
         w_old = w
-        w, m, _ = adams_update(w, np.array([g]), m, t, lr=1.0, beta1=b1, beta2=b2, eps=0.0, weight_decay=0.0,
+        w, m, _ = adams_step(w, np.array([g]), m, t, lr=1.0, beta1=b1, beta2=b2, eps=0.0, weight_decay=0.0,
                                bias_correction=False)
     attained = float(abs(w - w_old)[0])
     g = rng.standard_t(1.5, size=(n_seq, n_steps))  # heavy tails: wild ratios between successive gradients
     m, worst = np.zeros(n_seq), 0.0
     for t in range(1, n_steps + 1):
-        _, m_new, nu = adams_update(np.zeros(n_seq), g[:, t - 1], m, t, lr=1.0, beta1=b1, beta2=b2, eps=0.0,
+        _, m_new, nu = adams_step(np.zeros(n_seq), g[:, t - 1], m, t, lr=1.0, beta1=b1, beta2=b2, eps=0.0,
                                     weight_decay=0.0, bias_correction=False)
         worst = max(worst, float(np.max(np.abs(m_new) / np.sqrt(nu))))
         m = m_new

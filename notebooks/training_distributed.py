@@ -64,16 +64,16 @@ print(f"quick mode: {QUICK}")
 # run saves a sharded checkpoint halfway and at the end.
 
 # %%
-OPTIMIZERS = ("adams", "adamw")
-config = {name: ex.base_config(QUICK, optimizer=name) for name in OPTIMIZERS}
-single = dict(zip(OPTIMIZERS, ex.runs([config[name] for name in OPTIMIZERS])))
+COMPARED = ("adams", "adamw")
+config = {name: ex.base_config(QUICK, optimizer=name) for name in COMPARED}
+single = dict(zip(COMPARED, ex.runs([config[name] for name in COMPARED])))
 checkpoints = Path(tempfile.mkdtemp(prefix="adams-fsdp-"))
 half = config["adams"].steps // 2
 fsdp = {name: train_distributed(config[name], world_size=WORLD, how="fsdp", progress=False,
                                 checkpoint_dir=checkpoints if name == "adams" else None,
                                 save_every=half if name == "adams" else 0)
-        for name in OPTIMIZERS}
-for name in OPTIMIZERS:
+        for name in COMPARED}
+for name in COMPARED:
     print(describe(fsdp[name]))
     print(f"  one process: final validation loss {single[name].final_val_loss:.4f}, "
           f"optimizer state {single[name].state_bytes:,} bytes")
@@ -86,8 +86,8 @@ print(compare_state(fsdp["adams"], fsdp["adamw"]))
 
 # %%
 ddp = {name: train_distributed(ex.base_config(QUICK, optimizer=name, steps=4, warmup=1, eval_every=4),
-                               world_size=WORLD, how="ddp", progress=False) for name in OPTIMIZERS}
-for name in OPTIMIZERS:
+                               world_size=WORLD, how="ddp", progress=False) for name in COMPARED}
+for name in COMPARED:
     print(describe(ddp[name]))
 
 # %% [markdown]
@@ -106,9 +106,9 @@ resumed = train_distributed(config["adams"], world_size=1, how="fsdp", checkpoin
 print(describe(resumed))
 shutil.rmtree(checkpoints)
 gap_resume = resumed.val_loss[-1] - fsdp["adams"].val_loss[-1]
-gap_single = {name: fsdp[name].val_loss[-1] - single[name].final_val_loss for name in OPTIMIZERS}
+gap_single = {name: fsdp[name].val_loss[-1] - single[name].final_val_loss for name in COMPARED}
 print(f"final validation loss, resumed on 1 minus 2 processes: {gap_resume:+.2e}")
-print("2 processes minus 1 process: " + ", ".join(f"{LABELS[n]} {gap_single[n]:+.2e}" for n in OPTIMIZERS))
+print("2 processes minus 1 process: " + ", ".join(f"{LABELS[n]} {gap_single[n]:+.2e}" for n in COMPARED))
 
 # %%
 def buffers(by_key: dict) -> int:
@@ -116,16 +116,16 @@ def buffers(by_key: dict) -> int:
 
 
 rows = []  # (label, optimizer, bytes per process)
-for name in OPTIMIZERS:
+for name in COMPARED:
     rows.append(("1 process", name, [single[name].state_bytes]))
     rows.append((f"DDP, {WORLD} processes", name, ddp[name].state_bytes_per_rank))
     rows.append((f"FSDP2, {WORLD} processes", name, fsdp[name].state_bytes_per_rank))
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
-colors = dict(zip(OPTIMIZERS, sns.color_palette("tab10", 2)))
+colors = dict(zip(COMPARED, sns.color_palette("tab10", 2)))
 labels = ["1 process", f"DDP, {WORLD} processes", f"FSDP2, {WORLD} processes"]
 width = 0.8 / (2 * WORLD)
 for j, label in enumerate(labels):
-    for k, name in enumerate(OPTIMIZERS):
+    for k, name in enumerate(COMPARED):
         per_rank = next(b for lab, n, b in rows if lab == label and n == name)
         for r, b in enumerate(per_rank):
             x = j + (k * WORLD + r - (2 * WORLD - 1) / 2) * width
@@ -136,7 +136,7 @@ axes[0].set_xticks(range(len(labels)), labels)
 axes[0].set_ylabel("optimizer state per process (MB, measured)")
 axes[0].set_title("each bar is one process (r0, r1)")
 axes[0].legend()
-for name in OPTIMIZERS:
+for name in COMPARED:
     axes[1].plot(single[name].evals["step"], single[name].evals["val_loss"], color=colors[name], lw=3, alpha=0.35,
                  label=f"{LABELS[name]}, 1 process")
     axes[1].plot(fsdp[name].eval_steps, fsdp[name].val_loss, color=colors[name], ls="--", marker=".",
@@ -219,7 +219,7 @@ n_tensors = len(list(init_model(config["adams"], corpus.load().vocab_size).param
 for r, (state, shard) in enumerate(zip(fsdp["adams"].state_bytes_per_rank, fsdp["adams"].param_bytes_per_rank)):
     assert state == shard + 4 * n_tensors
     print(f"1. rank {r}: {shard:,} + 4 x {n_tensors} = {state:,} bytes")
-for name in OPTIMIZERS:
+for name in COMPARED:
     one = single[name].state_bytes
     assert sum(ddp[name].state_bytes_per_rank) == WORLD * one
     assert sum(fsdp[name].state_bytes_per_rank) == one + (WORLD - 1) * 4 * n_tensors

@@ -61,12 +61,12 @@ print(f"quick mode: {QUICK}")
 # SGD with momentum uses its own learning rate there; state size does not depend on it.
 
 # %%
-runs = dict(zip(ex.OPTIMIZERS, ex.runs([ex.base_config(QUICK, optimizer=name, lr=0.1 if name == "sgdm" else
-                                                       ex.base_config(QUICK).lr) for name in ex.OPTIMIZERS])))
+runs = dict(zip(ex.COMPARED, ex.runs([ex.base_config(QUICK, optimizer=name, lr=0.1 if name == "sgdm" else
+                                                       ex.base_config(QUICK).lr) for name in ex.COMPARED])))
 param_bytes = runs["adamw"].param_bytes
 state = {name: r.state_bytes for name, r in runs.items()}
-ratio_to_adamw = {name: state[name] / state["adamw"] for name in ex.OPTIMIZERS}
-for name in ex.OPTIMIZERS:
+ratio_to_adamw = {name: state[name] / state["adamw"] for name in ex.COMPARED}
+for name in ex.COMPARED:
     print(f"{LABELS[name]:<24} {state[name]:>10,} bytes = {state[name] / param_bytes:.3f} x parameters, "
           f"{ratio_to_adamw[name]:.3f} x AdamW")
 
@@ -80,7 +80,7 @@ for name in ex.OPTIMIZERS:
 cfg = ex.base_config(QUICK)
 ROUNDS, WARMUP = (6, 2) if QUICK else (40, 5)
 step_configs = {name: ex.base_config(QUICK, optimizer=name, lr=0.01 if name == "sgdm" else cfg.lr)
-                for name in ex.OPTIMIZERS}
+                for name in ex.COMPARED}
 # timings differ from run to run: measured once per machine and kept until `--recompute`
 times = cached("training_memory_step_times",
                {"configs": {n: dataclasses.asdict(c) for n, c in step_configs.items()}, "rounds": ROUNDS,
@@ -89,15 +89,15 @@ times = cached("training_memory_step_times",
 tokens = cfg.batch_size * cfg.block
 throughput = {name: tokens / np.median(t) for name, t in times.items()}
 # relative speed = time of AdamW / time of the method
-speed_vs_adamw = {name: throughput[name] / throughput["adamw"] for name in ex.OPTIMIZERS}
-speed_ci = {name: ex.ratio_ci(times["adamw"], times[name]) for name in ex.OPTIMIZERS}
-for name in ex.OPTIMIZERS:
+speed_vs_adamw = {name: throughput[name] / throughput["adamw"] for name in ex.COMPARED}
+speed_ci = {name: ex.ratio_ci(times["adamw"], times[name]) for name in ex.COMPARED}
+for name in ex.COMPARED:
     print(f"{LABELS[name]:<24} {throughput[name]:>9,.0f} tokens/s = {speed_vs_adamw[name]:.3f} x AdamW "
           f"(95% CI {speed_ci[name][0]:.3f}-{speed_ci[name][1]:.3f})")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-names = list(ex.OPTIMIZERS)
+names = list(ex.COMPARED)
 colors = sns.color_palette("tab10", len(names))
 axes[0].barh([LABELS[n] for n in names], [state[n] / param_bytes for n in names], color=colors)
 for i, n in enumerate(names):

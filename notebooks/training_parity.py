@@ -74,20 +74,20 @@ def config(name, seed):
     return ex.base_config(QUICK, optimizer=name, lr=lr, seed=seed)
 
 
-grid = [(name, seed) for name in ex.OPTIMIZERS for seed in SEEDS]
+grid = [(name, seed) for name in ex.COMPARED for seed in SEEDS]
 results = dict(zip(grid, ex.runs([config(n, s) for n, s in grid])))
-final = {name: ex.summary([results[name, s].final_val_loss for s in SEEDS]) for name in ex.OPTIMIZERS}
+final = {name: ex.summary([results[name, s].final_val_loss for s in SEEDS]) for name in ex.COMPARED}
 gap = ex.paired_gap([results["adams", s].final_val_loss for s in SEEDS],
                     [results["adamw", s].final_val_loss for s in SEEDS])
-for name in ex.OPTIMIZERS:
+for name in ex.COMPARED:
     f = final[name]
     print(f"{LABELS[name]:<24} final validation loss {f['mean']:.4f} +- {f['se']:.4f} (SE, {f['n']} seeds)")
 print(f"AdamS - AdamW, paired by seed: {gap['mean']:+.4f}, 95% CI [{gap['ci'][0]:+.4f}, {gap['ci'][1]:+.4f}]")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1.6, 1]})
-palette = dict(zip(ex.OPTIMIZERS, sns.color_palette("tab10", len(ex.OPTIMIZERS))))
-for name in ex.OPTIMIZERS:
+palette = dict(zip(ex.COMPARED, sns.color_palette("tab10", len(ex.COMPARED))))
+for name in ex.COMPARED:
     steps = np.asarray(results[name, SEEDS[0]].evals["step"])
     curves = np.array([results[name, s].evals["val_loss"] for s in SEEDS], dtype=float)
     axes[0].plot(steps, curves.mean(axis=0), "o-", ms=3, color=palette[name], label=LABELS[name])
@@ -97,13 +97,13 @@ axes[0].set_ylabel("validation loss (nats per character)")
 axes[0].set_title(f"mean over {len(SEEDS)} seeds, band: min to max")
 axes[0].set_ylim(top=min(4.0, axes[0].get_ylim()[1]))
 axes[0].legend()
-for i, name in enumerate(ex.OPTIMIZERS):
+for i, name in enumerate(ex.COMPARED):
     f = final[name]
     axes[1].errorbar([f["mean"]], [i], xerr=[[f["mean"] - f["ci"][0]], [f["ci"][1] - f["mean"]]], fmt="o",
                      color=palette[name], capsize=4)
     axes[1].plot(f["values"], [i] * len(f["values"]), "x", color=palette[name], alpha=0.6)
-axes[1].set_yticks(range(len(ex.OPTIMIZERS)), [LABELS[n] + (f"\n(lr {SGD_LR:g})" if n == "sgdm" else "")
-                                               for n in ex.OPTIMIZERS])
+axes[1].set_yticks(range(len(ex.COMPARED)), [LABELS[n] + (f"\n(lr {SGD_LR:g})" if n == "sgdm" else "")
+                                               for n in ex.COMPARED])
 axes[1].invert_yaxis()
 axes[1].set_xlabel("final validation loss (95% t-interval; x: seeds)")
 fig.suptitle("Small GPT on Shakespeare, AdamW's recipe for every adaptive method")
@@ -143,7 +143,7 @@ claims = [{
 numbers = {"sgd_sweep": {str(k): v for k, v in sgd_losses.items()}, "sgd_lr": SGD_LR,
            "final": final, "gap_adams_minus_adamw": gap,
            "curves": {name: {"step": results[name, SEEDS[0]].evals["step"],
-                             "val_loss": [results[name, s].evals["val_loss"] for s in SEEDS]} for name in ex.OPTIMIZERS},
+                             "val_loss": [results[name, s].evals["val_loss"] for s in SEEDS]} for name in ex.COMPARED},
            "config": {k: v for k, v in vars(cfg).items() if k != "optimizer"}}
 print(save_results(NAME, numbers, claims, cached_s=ex.cached_seconds([*sweep, *results.values()])))
 

@@ -34,7 +34,7 @@ def make_model(how: str, dtype: torch.dtype = torch.float32, config: GPTConfig =
         return wrap(GPT(config).to(dtype), how)
 
 
-def make_optimizer(name: str, model: torch.nn.Module, config: GPTConfig = CONFIG, **extra) -> torch.optim.Optimizer:
+def scenario_optimizer(name: str, model: torch.nn.Module, config: GPTConfig = CONFIG, **extra) -> torch.optim.Optimizer:
     if name == "adam-mini":
         extra = {"model_dim": config.width, "n_heads": config.heads, **extra}
     return adams.make_optimizer(name, unwrap(model).named_parameters(), **HYPER, **extra)
@@ -84,7 +84,7 @@ def scenarios(rank: int, world_size: int, out: str) -> dict:
         for name in ("adams", "adamw"):
             for dtype in (torch.float32, torch.float64):
                 model = make_model(how, dtype)
-                optimizer = make_optimizer(name, model)
+                optimizer = scenario_optimizer(name, model)
                 train(model, optimizer, range(STEPS), rank, world_size)
                 results[f"{how}/{name}/{str(dtype)[6:]}"] = full_parameters(model)
                 if how == "fsdp" and dtype == torch.float32:
@@ -95,7 +95,7 @@ def scenarios(rank: int, world_size: int, out: str) -> dict:
     # which path AdamS takes on DTensor shards: the fused kernel, without a warning
     for label, extra in (("fused", {"fused": True}), ("foreach", {"foreach": True})):
         model = make_model("fsdp")
-        optimizer = make_optimizer("adams", model, **extra)
+        optimizer = scenario_optimizer("adams", model, **extra)
         calls, restore = _count_kernel_calls()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -110,7 +110,7 @@ def scenarios(rank: int, world_size: int, out: str) -> dict:
 
     # checkpoint after 2 steps; continue 2 steps; reload into a fresh model and take the same 2 steps
     model = make_model("fsdp")
-    optimizer = make_optimizer("adams", model)
+    optimizer = scenario_optimizer("adams", model)
     train(model, optimizer, range(2), rank, world_size)
     save_checkpoint(Path(out) / "ckpt", model, optimizer, extra={"step": 2})
     results["ckpt/saved_params"] = full_parameters(model)
@@ -118,7 +118,7 @@ def scenarios(rank: int, world_size: int, out: str) -> dict:
     train(model, optimizer, range(2, STEPS), rank, world_size)
     results["ckpt/continued"] = full_parameters(model)
     model = make_model("fsdp")
-    optimizer = make_optimizer("adams", model)
+    optimizer = scenario_optimizer("adams", model)
     extra = load_checkpoint(Path(out) / "ckpt", model, optimizer)
     results["ckpt/extra"] = extra
     results["ckpt/loaded_params"] = full_parameters(model)
@@ -128,7 +128,7 @@ def scenarios(rank: int, world_size: int, out: str) -> dict:
 
     # a NaN in one process's shard of one gradient: every process skips the step
     model = make_model("fsdp")
-    optimizer = make_optimizer("adams", model, nonfinite="skip")
+    optimizer = scenario_optimizer("adams", model, nonfinite="skip")
     train(model, optimizer, range(1), rank, world_size)
     before = full_parameters(model)
     optimizer.zero_grad(set_to_none=True)
@@ -143,7 +143,7 @@ def scenarios(rank: int, world_size: int, out: str) -> dict:
     for label, config in (("2heads", CONFIG), ("3heads", THREE_HEADS)):
         model = make_model("fsdp", config=config)
         try:
-            optimizer = make_optimizer("adam-mini", model, config=config)
+            optimizer = scenario_optimizer("adam-mini", model, config=config)
             train(model, optimizer, range(STEPS), rank, world_size)
             results[f"fsdp/adam-mini/{label}"] = full_parameters(model)
         except Exception as err:  # recorded for the test to check the message

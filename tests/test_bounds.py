@@ -9,7 +9,7 @@ import pytest
 import sympy as sp
 
 import adams
-from adams.reference import adams_update
+from adams.reference import adams_step
 from analysis import bound_derivations as bd
 from analysis import bounds as B
 from analysis import l0l1
@@ -62,9 +62,9 @@ def test_step_bound_matches_sympy_and_adams(betas):
 @pytest.mark.parametrize("betas", [(0.9, 0.95), (0.9, 0.99), (0.8, 0.999), (0.99, 0.9)])
 def test_step_bound_is_attained_at_step_two(betas):
     g1, g2 = B.step_bound_attainer(*betas)
-    _, m, _ = adams_update(np.zeros(1), np.array([g1]), np.zeros(1), 1, lr=1.0, beta1=betas[0], beta2=betas[1],
+    _, m, _ = adams_step(np.zeros(1), np.array([g1]), np.zeros(1), 1, lr=1.0, beta1=betas[0], beta2=betas[1],
                            eps=0.0, weight_decay=0.0, bias_correction=False)
-    w, m2, nu = adams_update(np.zeros(1), np.array([g2]), m, 2, lr=1.0, beta1=betas[0], beta2=betas[1], eps=0.0,
+    w, m2, nu = adams_step(np.zeros(1), np.array([g2]), m, 2, lr=1.0, beta1=betas[0], beta2=betas[1], eps=0.0,
                              weight_decay=0.0, bias_correction=False)
     assert abs(w[0]) == pytest.approx(adams.step_bound(*betas), rel=1e-12)
 
@@ -76,7 +76,7 @@ def test_no_gradient_sequence_exceeds_the_step_bound(bias_correction):
         g = rng.standard_t(1.2, size=(500, 60)) * rng.choice([1e-3, 1.0, 1e3], size=(500, 1))
         m = np.zeros(500)
         for t in range(1, 61):
-            _, m_new, nu = adams_update(np.zeros(500), g[:, t - 1], m, t, lr=1.0, beta1=b1_, beta2=b2_, eps=0.0,
+            _, m_new, nu = adams_step(np.zeros(500), g[:, t - 1], m, t, lr=1.0, beta1=b1_, beta2=b2_, eps=0.0,
                                         weight_decay=0.0, bias_correction=bias_correction)
             c = 1 - b1_**t if bias_correction else 1.0
             ratio = np.abs(m_new / c) / np.sqrt(nu)

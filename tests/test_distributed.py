@@ -47,10 +47,10 @@ def reference():
     for name in ("adams", "adamw"):
         for dtype in (torch.float32, torch.float64):
             model = S.make_model("none", dtype)
-            S.train(model, S.make_optimizer(name, model), range(S.STEPS))
+            S.train(model, S.scenario_optimizer(name, model), range(S.STEPS))
             runs[f"{name}/{str(dtype)[6:]}"] = {n: p.detach().clone() for n, p in model.named_parameters()}
     model = S.make_model("none")
-    S.train(model, S.make_optimizer("adam-mini", model), range(S.STEPS))
+    S.train(model, S.scenario_optimizer("adam-mini", model), range(S.STEPS))
     runs["adam-mini"] = {n: p.detach().clone() for n, p in model.named_parameters()}
     return runs
 
@@ -77,7 +77,7 @@ def test_power_a_wrong_gradient_average_would_be_caught(reference):
     """Summing instead of averaging the two halves' gradients (a classic DDP slip) moves the float64 run
     far outside the tolerance: AdamS is scale-invariant only up to eps and weight decay, AdamW is not."""
     model = S.make_model("none", torch.float64)
-    optimizer = S.make_optimizer("adamw", model)
+    optimizer = S.scenario_optimizer("adamw", model)
     for step in range(S.STEPS):
         optimizer.zero_grad(set_to_none=True)
         for rank in range(2):
@@ -123,7 +123,7 @@ def test_checkpoint_of_two_processes_resumes_on_one(ranks):
     process reduces the batch's loss in another order than two processes averaging their halves."""
     r = ranks[0]
     model = S.make_model("none")
-    optimizer = S.make_optimizer("adams", model)
+    optimizer = S.scenario_optimizer("adams", model)
     assert load_checkpoint(r["out"] / "ckpt", model, optimizer) == {"step": 2}
     assert max_diff({n: p.detach() for n, p in model.named_parameters()}, r["ckpt/saved_params"]) == 0.0
     assert max_diff(S.full_momentum(model, optimizer), r["ckpt/saved_exp_avg"]) == 0.0

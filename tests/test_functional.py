@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from adams import functional as F
-from adams.reference import adams_update as reference_update
+from adams.reference import adams_step as reference_update
 
 HYPER = dict(lr=1e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
 

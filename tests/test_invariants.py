@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import adams
-from adams.reference import AdamSReference, adams_update
+from adams.reference import AdamSReference, adams_step
 
 PATHS = [dict(foreach=False, fused=False), dict(foreach=True), dict(fused=True)]
 PATH_IDS = ["forloop", "foreach", "fused"]
@@ -28,7 +28,7 @@ def test_first_two_steps_by_hand():
     opt.step()
     assert w.item() == pytest.approx(0.7644, rel=1e-15)
     # and the reference gives nu_2 = 19/12 from m_1 / c_2 (not m_2, not c_1)
-    _, _, nu = adams_update(np.array([0.78]), np.array([-1.0]), np.array([1.0]), 2,
+    _, _, nu = adams_step(np.array([0.78]), np.array([-1.0]), np.array([1.0]), 2,
                             lr=lr, beta1=b1, beta2=b2, eps=0.0, weight_decay=lam)
     assert nu[0] == pytest.approx(19 / 12, rel=1e-15)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import adams
-from adams.reference import adams_update
+from adams.reference import adams_step
 
 SHAPES = [(), (1,), (7,), (33, 17), (4, 3, 5), (1023,)]
 PATHS = {"forloop": dict(foreach=False, fused=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}
@@ -66,7 +66,7 @@ def _run_reference(hyper):
     ms = [np.zeros_like(w) for w in ws]
     history = []
     for t, grads in enumerate(_gradients(torch.float64), start=1):
-        new = [adams_update(w, sign * g.numpy(), m, t, beta1=beta1, beta2=beta2, **hyper)
+        new = [adams_step(w, sign * g.numpy(), m, t, beta1=beta1, beta2=beta2, **hyper)
                for w, g, m in zip(ws, grads, ms)]
         ws = [n[0] for n in new]
         ms = [n[1] for n in new]
