@@ -45,26 +45,37 @@ def write_checksums(directory: Path) -> None:
     (directory / CHECKSUMS).write_text(json.dumps({"sha256": files}, indent=1, sort_keys=True))
 
 
-def verify_checksums(path: Path) -> None:
-    """Compare every file of the checkpoint with the digests recorded at saving; a checkpoint saved
-    without them (by an older version) is only checked by the metadata checks."""
+def verify_checksums(path: Path, *, required: bool = True) -> None:
+    """Compare every file of the checkpoint with the SHA-256 digests recorded when it was saved.
+
+    A checkpoint without ``checksums.json`` (saved by an older version of this package, or copied
+    without it) is refused unless ``required=False``; then only the metadata checks stand between
+    a damaged file and the model. Files must be regular files inside the checkpoint: a symbolic
+    link could point anywhere.
+    """
     record = path / CHECKSUMS
-    if not record.is_file():
+    if not record.exists() and not record.is_symlink():
+        if required:
+            raise CheckpointError(f"{path} has no {CHECKSUMS}, so its files cannot be verified (saved by an older "
+                                  "version, or copied without it); pass verify=False to load it unverified")
         return
+    if record.is_symlink() or not record.is_file():
+        raise CheckpointError(f"{record} is not a regular file; nothing was loaded")
     try:
         digests = json.loads(record.read_text())["sha256"]
         if not (isinstance(digests, dict) and all(isinstance(v, str) for v in digests.values())):
             raise ValueError("not a mapping of file names to digests")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{record} is damaged ({err}); nothing was loaded") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{record} is damaged ({type(err).__name__}: {str(err)[:200]}); nothing was loaded") from None
     for name, digest in sorted(digests.items()):
         file = path / name
-        if not _plain_name(name) or not file.is_file():
-            raise CheckpointError(f"{path} is incomplete: {name} is listed in {CHECKSUMS} but missing; nothing was loaded")
+        if not _plain_name(name) or file.is_symlink() or not file.is_file():
+            raise CheckpointError(f"{path}: {name!r} is listed in {CHECKSUMS} but is not a regular file of the "
+                                  "checkpoint; nothing was loaded")
         if _digest(file) != digest:
             raise CheckpointError(f"{file} is damaged: its SHA-256 differs from the one recorded when it was "
                                   "saved; nothing was loaded")
-    unlisted = sorted(f.name for f in path.iterdir() if f.suffix == ".distcp" and f.name not in digests)
+    unlisted = sorted(f.name for f in path.iterdir() if f.name not in digests and f.name != CHECKSUMS)
     if unlisted:
         raise CheckpointError(f"{path} holds files not written with it: {', '.join(unlisted)}; nothing was loaded")
 
@@ -113,6 +124,8 @@ def read_metadata(path: str | os.PathLike):
 
     path = Path(path)
     file = path / ".metadata"
+    if file.is_symlink():
+        raise CheckpointError(f"{file} is a symbolic link; a checkpoint's files must be its own")
     if not file.is_file():
         hint = " (an interrupted save left a .partial directory)" if path.with_name(path.name + ".partial").exists() else ""
         raise CheckpointError(f"{path} is not a complete checkpoint: no .metadata file{hint}")
@@ -135,7 +148,8 @@ def read_metadata(path: str | os.PathLike):
         for index, info in metadata.storage_data.items():
             if not (isinstance(index, MetadataIndex) and isinstance(info, _StorageInfo)):
                 problem = "its storage table holds objects of the wrong kind"
-            elif not _plain_name(info.relative_path) or not (path / info.relative_path).is_file():
+            elif (not _plain_name(info.relative_path) or (path / info.relative_path).is_symlink()
+                  or not (path / info.relative_path).is_file()):
                 problem = f"entry {index.fqn!r} points at {info.relative_path!r}, not a file of the checkpoint"
             elif not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (info.offset, info.length)):
                 problem = f"entry {index.fqn!r} has offset {info.offset!r} and length {info.length!r}"

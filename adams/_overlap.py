@@ -61,7 +61,7 @@ def first_overlap(written: Sequence[Tensor], read: Sequence[Tensor]) -> tuple[in
     contiguous = all(map(Tensor.is_contiguous, tensors))
     if not contiguous:  # only a non-contiguous tensor can overlap itself
         for i, t in enumerate(written):
-            if 0 in t.stride() and t.numel() > 1:
+            if any(stride == 0 and size > 1 for size, stride in zip(t.shape, t.stride())):
                 return i, i
     if len(tensors) < 2:
         return None

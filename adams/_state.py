@@ -7,7 +7,6 @@ state on request.
 """
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping
 
@@ -35,6 +34,9 @@ def validate_group(group: dict) -> dict:
     Runs when a group is added and again at every step, so a value set on ``param_groups`` later
     (a NaN learning rate, a string) is refused before anything is written.
     """
+    missing = [k for k in REQUIRED_KEYS if k not in group]
+    if missing:
+        raise ValueError(f"the parameter group has no {', '.join(missing)}")
     betas = group["betas"]
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         raise ValueError(f"Invalid betas: betas={betas!r} (must be a pair (beta1, beta2))")
@@ -50,10 +52,18 @@ def validate_group(group: dict) -> dict:
     return hyper
 
 
+#: what every AdamS parameter group holds; OPTIONAL_KEYS are filled in from this optimizer when a
+#: saved group (from an older version) lacks them
+REQUIRED_KEYS = ("lr", "betas", "eps", "weight_decay", "bias_correction", "maximize", "foreach", "fused")
+OPTIONAL_KEYS = ("bias_correction", "maximize", "foreach", "fused")
+MAX_STEP = 2**53  # a step counter past this is not a whole number in float64
+
 _OWN_STATE = frozenset(("step", "exp_avg"))
 _ADAM_STATE = frozenset(("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
 _FOREIGN_GROUP_KEYS = ("amsgrad", "capturable", "differentiable", "decoupled_weight_decay", "momentum",
                        "dampening", "nesterov")
+_NOT_ADAM_GROUP_KEYS = ("momentum", "dampening", "nesterov", "lr_decay", "initial_accumulator_value", "alpha",
+                        "centered", "momentum_decay", "lambd")
 
 
 def checked_state_dict(optimizer: torch.optim.Optimizer, state_dict, *, convert: bool) -> dict:
@@ -77,6 +87,10 @@ def checked_state_dict(optimizer: torch.optim.Optimizer, state_dict, *, convert:
     groups = []
     for index, (saved, current) in enumerate(zip(saved_groups, optimizer.param_groups)):
         foreign = [k for k in _FOREIGN_GROUP_KEYS if k in saved]
+        not_adam = [k for k in _NOT_ADAM_GROUP_KEYS if k in saved]
+        if convert and not_adam:
+            raise ValueError(f"AdamS.load_state_dict: parameter group {index} has {not_adam}: convert=True takes "
+                             "an Adam or AdamW state, not this optimizer's")
         if convert:  # this optimizer's hyperparameters, the saved parameter ids
             saved = {**{k: v for k, v in current.items() if k != "params"},
                      **{k: saved[k] for k in ("params", "param_names") if k in saved}}
@@ -84,13 +98,14 @@ def checked_state_dict(optimizer: torch.optim.Optimizer, state_dict, *, convert:
             raise ValueError(f"AdamS.load_state_dict: parameter group {index} has {foreign}, options of "
                              "another optimizer (AdamW's state?); pass convert=True to take its momentum "
                              "and keep AdamS's hyperparameters")
+        saved = {**{k: current[k] for k in OPTIONAL_KEYS if k not in saved}, **saved}
         try:
-            validate_group({**{k: v for k, v in current.items() if k != "params"}, **saved})
+            validate_group(saved)
         except (TypeError, ValueError) as err:
             raise type(err)(f"AdamS.load_state_dict: parameter group {index}: {err}") from None
         groups.append(saved)
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    state = {}
+    state, counters = {}, {}
     for key, p in zip([k for g in saved_groups for k in g["params"]], params):
         if key not in saved_state:
             continue
@@ -114,6 +129,10 @@ def checked_state_dict(optimizer: torch.optim.Optimizer, state_dict, *, convert:
                              + (f", and {missing} are missing" if missing else "") + hint)
         if keys:
             _check_entry(where, entry, p)
+            if isinstance(entry["step"], Tensor):  # one counter per parameter, or it counts twice
+                other = counters.setdefault(id(entry["step"]), key)
+                if other != key:
+                    raise ValueError(f"{where}: its step counter is the same tensor as parameter {other}'s")
         state[key] = entry
     return {**state_dict, "state": state, "param_groups": groups}
 
@@ -122,14 +141,18 @@ def _check_entry(where: str, entry: Mapping, p: Tensor) -> None:
     exp_avg, step = entry["exp_avg"], entry["step"]
     if not isinstance(exp_avg, Tensor):
         raise ValueError(f"{where}: exp_avg is a {type(exp_avg).__name__}, not a tensor")
+    if exp_avg.layout != torch.strided:
+        raise ValueError(f"{where}: exp_avg has layout {exp_avg.layout}; AdamS keeps a dense momentum")
     if exp_avg.shape != p.shape:
         raise ValueError(f"{where}: exp_avg has shape {tuple(exp_avg.shape)}, not the parameter's")
+    if any(stride == 0 and size > 1 for size, stride in zip(exp_avg.shape, exp_avg.stride())):
+        raise ValueError(f"{where}: exp_avg is expanded (a zero stride), so its elements share memory")
     if not (exp_avg.is_floating_point() or exp_avg.is_complex()) or exp_avg.is_complex() != p.is_complex():
         raise ValueError(f"{where}: exp_avg has dtype {exp_avg.dtype}, but the parameter has {p.dtype}")
     if isinstance(step, Tensor):
-        if step.numel() != 1:
-            raise ValueError(f"{where}: step has shape {tuple(step.shape)}, not one element")
+        if step.numel() != 1 or step.is_complex():
+            raise ValueError(f"{where}: step is a {step.dtype} tensor of shape {tuple(step.shape)}, not one real number")
         step = step.detach().reshape(()).to("cpu", torch.float64).item()
     if isinstance(step, bool) or not isinstance(step, numbers.Real) or not (
-            math.isfinite(step) and step >= 0 and step == int(step)):
-        raise ValueError(f"{where}: step is {step!r}, not a whole number >= 0")
+            0 <= step < MAX_STEP and step == int(step)):
+        raise ValueError(f"{where}: step is {step!r}, not a whole number in [0, 2**53)")

@@ -35,6 +35,7 @@ on a cluster and resumes on a laptop.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import warnings
@@ -147,7 +148,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
 
 
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None) -> dict:
+                    optimizer: torch.optim.Optimizer | None = None, *, verify: bool = True) -> dict:
     """Load a checkpoint written by :func:`save_checkpoint` into ``model`` and ``optimizer``, in place.
 
     Every process calls it, with the model already wrapped (or not) as it will train: the saved
@@ -162,6 +163,10 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
     hyperparameters are checked, and only then copied into ``model`` and ``optimizer``. Any problem
     raises :class:`CheckpointError` with the model and optimizer as they were. Staging holds a
     second copy of this process's shard of the state while loading.
+
+    A checkpoint without recorded digests (``checksums.json``) is refused unless ``verify=False``.
+    The ``extra`` values are small by design: an entry of more than :data:`MAX_EXTRA_ELEMENTS`
+    elements is refused before anything is allocated for it.
     """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.api import CheckpointException
@@ -169,11 +174,15 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
 
     path = Path(path)
     saved = read_metadata(path).state_dict_metadata
-    verify_checksums(path)
-    extra_keys = sorted(k.split(".", 1)[1] for k in saved if k.startswith("extra."))
+    verify_checksums(path, required=verify)
+    extra_keys = _extra_keys(path, saved)
     if optimizer is not None and not any(k.startswith("optim.") for k in saved):
         raise CheckpointError(f"{path} holds no optimizer state; pass optimizer=None to load the model only")
-    filled = _fill_state(optimizer) if optimizer is not None else []
+    # parameters without state now: loading (DCP for any optimizer, _fill_state for AdamS) gives
+    # them some, which a failed load must take back
+    stateless = [p for g in optimizer.param_groups for p in g["params"] if not optimizer.state.get(p)] \
+        if optimizer is not None else []
+    _fill_state(optimizer) if optimizer is not None else None
     try:
         live = _state(model, optimizer)
         unexpected = sorted({k[len("model."):] for k in saved if k.startswith("model.")} - set(live["model"]))
@@ -201,11 +210,30 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
         if optimizer is not None:
             _check_staged_optimizer(path, staged["optim"], optimizer)
     except BaseException:
-        for state in filled:  # the optimizer as it was: no state made up for the load
-            state.clear()
+        for p in stateless:  # the optimizer as it was: no state made up for the load
+            optimizer.state.pop(p, None)
         raise
     _apply(model, optimizer, staged)
     return {k: (v.item() if v.numel() == 1 else v) for k, v in staged["extra"].items()}
+
+
+#: the most elements an ``extra`` entry may have (extras are numbers and small tensors)
+MAX_EXTRA_ELEMENTS = 1 << 20
+
+
+def _extra_keys(path: Path, saved: dict) -> list[str]:
+    """The names of the ``extra`` entries, each checked to be a small tensor before it is allocated."""
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    keys = sorted(k.split(".", 1)[1] for k in saved if k.startswith("extra."))
+    for key in keys:
+        entry = saved[f"extra.{key}"]
+        if not isinstance(entry, TensorStorageMetadata):
+            raise CheckpointError(f"{path}: extra entry {key!r} is not a tensor; nothing was loaded")
+        if math.prod(entry.size) > MAX_EXTRA_ELEMENTS:
+            raise CheckpointError(f"{path}: extra entry {key!r} has shape {tuple(entry.size)}, more than the "
+                                  f"{MAX_EXTRA_ELEMENTS} elements an extra value may have; nothing was loaded")
+    return keys
 
 
 def _check_staged_optimizer(path: Path, optim_state: dict, optimizer: torch.optim.Optimizer) -> None:

@@ -310,6 +310,10 @@ def check_steps(state_steps: Sequence[Tensor]) -> list[int]:
     number >= 0 (raises ``ValueError`` naming the first that is not). Nothing is changed."""
     if not state_steps:
         return []
+    if len(set(map(id, state_steps))) != len(state_steps):
+        seen: dict[int, int] = {}
+        i, j = next((seen[id(t)], k) for k, t in enumerate(state_steps) if seen.setdefault(id(t), k) != k)
+        raise ValueError(f"step counters {i} and {j} are one tensor: it would be counted twice per step")
     try:  # the usual case: 0-d float32 CPU counters, read in one stack
         counts = torch.stack(list(state_steps)).tolist()
         usable = all(map(_is_number, counts))

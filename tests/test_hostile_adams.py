@@ -16,6 +16,7 @@ import torch
 
 import adams
 from adams import _build
+from adams._checkpoint_files import write_checksums
 from adams.distributed import CheckpointError, load_checkpoint, save_checkpoint
 
 PATHS = {"forloop": dict(foreach=False, fused=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}
@@ -159,8 +160,8 @@ def test_a_load_that_fails_after_reading_tensors_leaves_model_and_optimizer_unto
     for fresh in (False, True):
         target, target_opt = _trained(1, steps=0 if fresh else 2)
         before = _snapshot(target, target_opt)
-        with pytest.raises(CheckpointError, match="not plain data"):
-            load_checkpoint(tmp_path / "evil", target, target_opt)
+        with pytest.raises(CheckpointError, match="not plain data"):  # made by DCP directly: no digests
+            load_checkpoint(tmp_path / "evil", target, target_opt, verify=False)
         assert _Payload.ran is False
         _assert_unchanged(before, target, target_opt)
 
@@ -177,18 +178,76 @@ def test_a_checkpoint_with_a_bad_hyperparameter_is_refused_before_loading(tmp_pa
     target, target_opt = _trained(1)
     before = _snapshot(target, target_opt)
     with pytest.raises(CheckpointError, match="lr=nan"):
-        load_checkpoint(tmp_path / "nan", target, target_opt)
+        load_checkpoint(tmp_path / "nan", target, target_opt, verify=False)
     _assert_unchanged(before, target, target_opt)
 
 
-def test_a_good_checkpoint_still_loads_and_a_missing_checksum_file_is_tolerated(saved):
+def test_a_good_checkpoint_loads_and_one_without_checksums_only_when_told(saved):
     model, opt = _trained(1)
     assert load_checkpoint(saved, model, opt) == {"step": 2}
     reference, reference_opt = _trained()
     for p, q in zip(model.parameters(), reference.parameters()):
         assert torch.equal(p, q)
-    (saved / "checksums.json").unlink()  # as written before checksums were recorded
-    assert load_checkpoint(saved, *_trained(2)) == {"step": 2}
+    (saved / "checksums.json").unlink()  # saved by an older version, or copied without it
+    target, target_opt = _trained(2)
+    before = _snapshot(target, target_opt)
+    with pytest.raises(CheckpointError, match="no checksums.json.*verify=False"):
+        load_checkpoint(saved, target, target_opt)
+    _assert_unchanged(before, target, target_opt)
+    assert load_checkpoint(saved, target, target_opt, verify=False) == {"step": 2}
+
+
+@pytest.mark.parametrize("damage", ["checksums is a folder", "nested checksums", "symlinked shard",
+                                    "symlinked metadata", "unlisted file"])
+def test_checkpoint_files_that_are_not_its_own_are_refused(saved, tmp_path, damage):
+    shard = next(saved.glob("*.distcp"))
+    if damage == "checksums is a folder":
+        (saved / "checksums.json").unlink()
+        (saved / "checksums.json").mkdir()
+    elif damage == "nested checksums":
+        (saved / "checksums.json").write_text("[" * 100_000)
+    elif damage == "symlinked shard":  # the same bytes, but from outside the checkpoint
+        outside = tmp_path / "outside.distcp"
+        outside.write_bytes(shard.read_bytes())
+        shard.unlink()
+        shard.symlink_to(outside)
+    elif damage == "symlinked metadata":
+        outside = tmp_path / "outside.metadata"
+        outside.write_bytes((saved / ".metadata").read_bytes())
+        (saved / ".metadata").unlink()
+        (saved / ".metadata").symlink_to(outside)
+    else:
+        (saved / "notes.txt").write_text("planted")
+    model, opt = _trained(1)
+    before = _snapshot(model, opt)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(saved, model, opt)
+    _assert_unchanged(before, model, opt)
+
+
+def test_a_failed_load_into_another_optimizer_leaves_it_without_state(saved):
+    """DCP gives a stateless torch optimizer its state by a zero-learning-rate step; a load that
+    then fails (an AdamS checkpoint has no exp_avg_sq) must take that state back."""
+    model = _model(1)
+    adamw = torch.optim.AdamW(model.parameters(), lr=0.1)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(saved, model, adamw)
+    assert not any(adamw.state.get(p) for p in model.parameters())
+
+
+@pytest.mark.parametrize("size", [(2**40,), (1025, 1025)])
+def test_an_oversized_extra_entry_is_refused_before_it_is_allocated(saved, size):
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    import torch.distributed.checkpoint as dcp
+    metadata = dcp.FileSystemReader(str(saved)).read_metadata()
+    entry = metadata.state_dict_metadata["extra.step"]
+    metadata.state_dict_metadata["extra.step"] = TensorStorageMetadata(entry.properties, torch.Size(size), entry.chunks)
+    (saved / ".metadata").write_bytes(pickle.dumps(metadata))
+    (saved / "checksums.json").unlink()
+    write_checksums(saved)  # digests catch damage, not a forger: the metadata checks must hold alone
+    with pytest.raises(CheckpointError, match="extra entry 'step' has shape"):
+        load_checkpoint(saved, *_trained(1))
 
 
 # ---- 3. a step that raises has changed nothing; load_state_dict checks what it is given ----
@@ -240,6 +299,13 @@ def test_load_state_dict_refuses_a_momentum_of_the_wrong_shape():
     (lambda s: s["param_groups"][0].update(lr="fast"), "lr must be a number"),
     (lambda s: s["param_groups"][0].update(bias_correction="no"), "bias_correction must be True or False"),
     (lambda s: s.pop("param_groups"), "expected a dict with 'state' and 'param_groups'"),
+    (lambda s: s["param_groups"][0].pop("betas"), "has no betas"),
+    (lambda s: s["param_groups"][0].pop("lr"), "has no lr"),
+    (lambda s: s["state"][1].update(step=s["state"][0]["step"]), "same tensor as parameter 0's"),
+    (lambda s: s["state"][1].update(exp_avg=s["state"][1]["exp_avg"].to_sparse()), "layout torch.sparse_coo"),
+    (lambda s: s["state"][1].update(exp_avg=torch.zeros(1).expand(4)), "expanded"),
+    (lambda s: s["state"][1].update(step=10**400), "not a whole number"),
+    (lambda s: s["state"][1].update(step=torch.tensor(2 + 0j)), "not one real number"),
 ])
 def test_load_state_dict_names_what_is_wrong(change, match):
     model, opt = _trained()
@@ -250,6 +316,52 @@ def test_load_state_dict_names_what_is_wrong(change, match):
     with pytest.raises((TypeError, ValueError), match=match):
         target_opt.load_state_dict(saved)
     _assert_unchanged(before, target, target_opt)
+
+
+def test_convert_takes_only_adam_or_adamw_state():
+    model = _model()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)  # no momentum: an empty state
+    model(torch.ones(5, 3)).square().sum().backward()
+    sgd.step()
+    opt = adams.AdamS(model.parameters(), lr=0.1)
+    opt.step()
+    before = _snapshot(model, opt)
+    with pytest.raises(ValueError, match="convert=True takes an Adam or AdamW state"):
+        opt.load_state_dict(sgd.state_dict(), convert=True)
+    _assert_unchanged(before, model, opt)
+
+
+def test_missing_optional_group_keys_are_filled_and_a_missing_lr_stops_a_step():
+    model, opt = _trained()
+    saved = copy.deepcopy(opt.state_dict())
+    del saved["param_groups"][0]["bias_correction"]  # as saved before the option existed
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0]["bias_correction"] is True
+    del opt.param_groups[0]["lr"]
+    model(torch.ones(5, 3)).square().sum().backward()
+    before = _snapshot(model, opt)
+    with pytest.raises(ValueError, match="has no lr"):
+        opt.step()
+    _assert_unchanged(before, model, opt)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_step_counter_shared_by_two_parameters_is_refused(path):
+    model, opt = _trained(**PATHS[path])
+    first, second = list(model.parameters())[:2]
+    opt.state[second]["step"] = opt.state[first]["step"]
+    model(torch.ones(5, 3)).square().sum().backward()
+    before = _snapshot(model, opt)
+    with pytest.raises(ValueError, match="step counters 0 and 1 are one tensor"):
+        opt.step()
+    _assert_unchanged(before, model, opt)
+
+
+def test_a_size_one_dimension_with_zero_stride_is_not_an_overlap():
+    base = torch.arange(6.0)
+    w = torch.nn.Parameter(base.as_strided((1, 3, 2), (0, 1, 3)).clone().as_strided((1, 3, 2), (0, 2, 1)))
+    w.grad = torch.ones(1, 3, 2)
+    adams.AdamS([w], lr=0.1).step()  # no error: one element per address
 
 
 def test_adamw_state_is_refused_unless_converted_and_conversion_keeps_adams_betas():
