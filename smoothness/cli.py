@@ -32,25 +32,28 @@ __all__ = ["main", "resolve", "cross_entropy_loss"]
 
 
 def resolve(reference: str) -> Any:
-    """``pkg.module:name`` or ``file.py:name`` -> the object, with a clear error if it is not there."""
+    """``pkg.module:name`` or ``file.py:name`` -> the object; ``ValueError`` naming what is wrong."""
     module_ref, sep, attr = reference.rpartition(":")
     if not sep or not module_ref or not attr:
-        raise SystemExit(f"error: {reference!r} is not of the form package.module:name or file.py:name")
+        raise ValueError(f"{reference!r} is not of the form package.module:name or file.py:name")
     if module_ref.endswith(".py"):
         path = Path(module_ref)
         if not path.is_file():
-            raise SystemExit(f"error: {path}: no such file")
+            raise ValueError(f"{path}: no such file")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:  # noqa: BLE001 - the user's file: report its error in one line
+            raise ValueError(f"{path}: running it failed: {type(err).__name__}: {err}") from None
     else:
         try:
             module = importlib.import_module(module_ref)
-        except ImportError as err:
-            raise SystemExit(f"error: cannot import {module_ref!r}: {err}") from None
+        except Exception as err:  # noqa: BLE001 - ImportError, or an error while importing
+            raise ValueError(f"cannot import {module_ref!r}: {type(err).__name__}: {err}") from None
     if not hasattr(module, attr):
-        raise SystemExit(f"error: {module_ref} has no attribute {attr!r}")
+        raise ValueError(f"{module_ref} has no attribute {attr!r}")
     return getattr(module, attr)
 
 
@@ -85,7 +88,7 @@ def _points(args):
         raise ValueError(f"{args.table}: has no column {args.measure!r} (choose another --measure)")
     rows = table[table["block"] == args.block]
     if rows.empty:
-        raise SystemExit(f"error: no rows for block {args.block!r} in {args.table}")
+        raise ValueError(f"no rows for block {args.block!r} in {args.table}")
     return rows, rows[args.measure].to_numpy(float), rows["grad_norm"].to_numpy(float)
 
 

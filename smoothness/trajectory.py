@@ -27,6 +27,7 @@ import contextlib
 import csv
 import json
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -127,6 +128,7 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "w", newline="") as handle:
             table.to_csv(handle, index=False)
+        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644)  # not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -239,7 +241,7 @@ def probe_trajectory(
         raise ValueError("no checkpoints given")
     _check_distinct(paths)
     if out is not None:
-        out = check_output_path(out, "probe table")
+        out = check_output_path(out, "probe table").resolve()  # a symlink: lock and write its target
     model = model_factory()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model_factory must return a torch.nn.Module, got {type(model).__name__}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -397,3 +398,54 @@ def test_the_command_line_exits_without_a_traceback(tmp_path):
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == "error: --n-boot must be at least 1 (bootstrap resamples), got 0\n"
+
+
+# ---- after review: garbage checkpoints, bad --model files, a symlinked --out ----
+
+@pytest.mark.parametrize("content", [b".", bytes(range(256)) * 4, b"PK\x03\x04" + b"\0" * 64])
+def test_garbage_in_a_checkpoint_file_is_a_checkpoint_error(tmp_path, content):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(content)
+    with pytest.raises(smoothness.CheckpointError, match="cannot be read as a torch checkpoint|refused"):
+        smoothness.load_checkpoint(path, torch.nn.Linear(2, 1))
+
+
+def test_a_folder_given_as_a_checkpoint_is_named_as_a_folder(tmp_path):
+    with pytest.raises(smoothness.CheckpointError, match="is a folder, not a checkpoint file"):
+        smoothness.load_checkpoint(tmp_path, torch.nn.Linear(2, 1))
+
+
+@pytest.mark.parametrize("reference, message", [
+    ("nonexistent.py:f", "no such file"),
+    ("{problem}:no_such_function", "has no attribute 'no_such_function'"),
+    ("{broken}:factory", "running it failed: SyntaxError"),
+    ("no_such_package_xyz.module:f", "cannot import 'no_such_package_xyz.module'"),
+])
+def test_a_bad_model_reference_ends_in_one_line_and_exit_code_2(tmp_path, capsys, reference, message):
+    from smoothness.cli import main
+
+    problem = tmp_path / "problem.py"
+    problem.write_text("def factory():\n    return None\n")
+    broken = tmp_path / "broken.py"
+    broken.write_text("def factory(:\n")
+    reference = reference.format(problem=problem, broken=broken)
+    code = main(["probe", str(problem), "--model", reference, "--data", f"{problem}:factory",
+                 "--out", str(tmp_path / "t.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+
+
+def test_a_symlinked_out_is_locked_and_written_through_its_target(run, probe_calls):
+    tmp_path, paths = run
+    target = tmp_path / "probes.csv"
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    held = target.with_name(target.name + ".lock")
+    held.write_text("999999\n")
+    with pytest.raises(ValueError, match="is being written by"):
+        probe(paths, link)
+    assert probe_calls == []
+    held.unlink()
+    probe(paths, link)
+    assert link.is_symlink() and target.is_file()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
