@@ -70,6 +70,10 @@ _STATS_WORDS_PER_POINT = 11  # float64 arrays of `chains` alive while one grid p
 _BYTES_PER_PAIR = 4096  # Python objects per (beta1, beta2) pair: generators, tasks, blocks
 
 
+MAX_QUANTILES = 100  # quantile levels a run may ask for
+MAX_MAGNITUDE = 1e30  # |mu| and sigma: fourth powers must stay finite in float64
+
+
 class SimulationTooLarge(ValueError):
     """A simulation whose estimated memory, work or steps per chain is past the caller's limit."""
 
@@ -78,8 +82,12 @@ def _count(name: str, value, minimum: int) -> int:
     """``value`` as an int >= ``minimum`` (integral floats such as 1e4 are accepted), or a named error."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if not (math.isfinite(value) and int(value) == value and value >= minimum):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    whole = (isinstance(value, (int, np.integer))  # any size: a huge count is refused by the limits
+             or (math.isfinite(value) and int(value) == value))
+    if not (whole and value >= minimum):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {reprlib.repr(value)}")
+    if value > 2**62:
+        raise SimulationTooLarge(f"{name} = {reprlib.repr(value)} is past any run this machine can do")
     return int(value)
 
 
@@ -290,6 +298,11 @@ def _grid_array(name: str, x) -> np.ndarray:
 def _check_grid(mu, sigma, beta1, beta2) -> tuple[list[np.ndarray], tuple[int, ...]]:
     """The four grid arguments as float arrays and their broadcast shape; nothing of that shape is made."""
     arrays = [_grid_array(name, x) for name, x in (("mu", mu), ("sigma", sigma), ("beta1", beta1), ("beta2", beta2))]
+    for name, array in (("mu", arrays[0]), ("sigma", arrays[1])):
+        if np.any(np.abs(array) > MAX_MAGNITUDE):
+            raise ValueError(f"{name} must lie within +-{MAX_MAGNITUDE:g}, got {np.abs(array).max():g}: the variances "
+                             "hold fourth powers of the gradients, which would overflow; the statistics scale "
+                             "with sigma, so rescale mu and sigma together")
     if not np.all(arrays[1] > 0):
         raise ValueError(f"sigma must be > 0 (with sigma = 0 there is no noise to study), got {arrays[1].min()}")
     for name, beta in (("beta1", arrays[2]), ("beta2", arrays[3])):
@@ -312,7 +325,10 @@ def _check_options(seed, quantiles, tol, keep_samples, workers, progress) -> tup
     except (TypeError, ValueError):
         raise ValueError(f"quantiles must be a sequence of levels in (0, 1), got {reprlib.repr(quantiles)}") from None
     if not all(0 < p < 1 for p in levels):
-        raise ValueError(f"quantile levels must lie in (0, 1), got {quantiles}")
+        raise ValueError(f"quantile levels must lie in (0, 1), got {reprlib.repr(quantiles)}")
+    if len(levels) > MAX_QUANTILES:
+        raise ValueError(f"at most {MAX_QUANTILES} quantile levels, got {len(levels)} (each is a pass over every "
+                         "chain at every grid point)")
     if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) or not 0 < tol < 1:
         raise ValueError(f"tol must lie in (0, 1), got {tol!r}")
     if not isinstance(keep_samples, (bool, np.bool_)):

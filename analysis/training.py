@@ -221,12 +221,20 @@ def _clean_fields(config: "TrainConfig") -> dict[str, Any]:
     return clean
 
 
+MAX_VOCAB = 256  # characters: an upper bound on the corpus vocabulary, for the size check below
+MAX_PARAMETERS = 10**9  # a model past this is a mistake on the CPU machines this trainer is for
+
+
 def _check_consistency(config: "TrainConfig") -> None:
     """Fields that constrain each other."""
     if not config.warmup <= config.steps:
         raise ValueError(f"TrainConfig.warmup must lie in [0, steps] = [0, {config.steps}], got {config.warmup}")
     if config.width % config.heads:
         raise ValueError(f"width {config.width} is not divisible by heads {config.heads}")
+    n = config.layers * 12 * config.width**2 + (MAX_VOCAB + config.block) * config.width
+    if n > MAX_PARAMETERS:
+        raise ValueError(f"TrainConfig describes a model of about {n:.3g} parameters (layers {config.layers}, width "
+                         f"{config.width}, block {config.block}), past MAX_PARAMETERS = {MAX_PARAMETERS:.0e}")
 
 
 @dataclass(frozen=True)
@@ -594,8 +602,8 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise _DamagedRun(f"{path.name} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _DamagedRun(f"{path.name} is not readable JSON ({err})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise _DamagedRun(f"{path.name} is not readable JSON ({type(err).__name__}: {str(err)[:200]})") from None
 
 
 def _read_manifest(run_dir: Path) -> dict[str, str]:

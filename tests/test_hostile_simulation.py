@@ -220,3 +220,20 @@ def test_non_finite_noise_moments_are_refused_by_the_closed_forms(moment, value)
                lambda **kw: st.transient(1.0, 1.0, 0.9, 0.95, 3, **kw)):
         with pytest.raises(ValueError, match=moment):
             fn(**{moment: value})
+
+
+# ---- after review: huge integers, many quantile levels, magnitudes whose powers overflow ----
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(chains=10**400), sim_mod.SimulationTooLarge, "past any run"),
+    (dict(quantiles=[0.5] * 1000), ValueError, "at most 100 quantile levels"),
+])
+def test_counts_past_any_machine_and_many_quantiles_are_refused(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        sim_mod.simulate(1.0, 1.0, 0.9, 0.95, **kwargs)
+
+
+@pytest.mark.parametrize("mu, sigma, name", [(1e308, 1.0, "mu"), (1.0, 1e40, "sigma")])
+def test_magnitudes_whose_fourth_powers_overflow_are_refused(mu, sigma, name):
+    with pytest.raises(ValueError, match=f"{name} must lie within"):
+        sim_mod.simulate(mu, sigma, 0.9, 0.95, chains=100)

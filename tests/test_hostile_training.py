@@ -24,6 +24,7 @@ CHECKPOINTS = ["step_000000.pt", "step_000002.pt", "step_000004.pt"]
 
 _AN_OBJECT = object()
 BAD_CONFIGS = [  # (changes to TINY, error, what the message must say)
+    ({"width": 10**12, "heads": 1}, ValueError, r"a model of about 1\.2e\+25 parameters.*MAX_PARAMETERS"),
     ({"min_lr_ratio": -5}, ValueError, r"min_lr_ratio .*\[0, 1\], got -5"),
     ({"min_lr_ratio": 1.5}, ValueError, r"min_lr_ratio .*\[0, 1\], got 1\.5"),
     ({"clip": -1}, ValueError, r"clip .*> 0.*got -1"),
@@ -292,6 +293,7 @@ def test_a_changed_checkpoint_is_noticed_and_trained_again(run_copy):
 
 @pytest.mark.parametrize("damage, match", [("delete", r"manifest\.json is missing"),
                                            ("garble", r"manifest\.json is not readable JSON"),
+                                           ("nested", r"manifest\.json is not readable JSON \(RecursionError"),
                                            ("empty", r"manifest\.json is not a adams-lab/train-run/1 manifest")])
 def test_a_run_without_a_sound_manifest_is_trained_again(run_copy, damage, match):
     config, cache, run_dir, original = run_copy
@@ -299,7 +301,7 @@ def test_a_run_without_a_sound_manifest_is_trained_again(run_copy, damage, match
     if damage == "delete":  # as a run cached before manifests were written
         manifest.unlink(missing_ok=True)
     else:
-        manifest.write_text("{]" if damage == "garble" else "{}")
+        manifest.write_text({"garble": "{]", "nested": "[" * 100_000}.get(damage, "{}"))
     again = retrain_with_warning(config, cache, match)
     assert trained_numbers(again) == trained_numbers(original)
     assert_run_is_whole(run_dir, again)
