@@ -19,6 +19,8 @@ __all__ = ["scalar", "validate_group", "checked_state_dict"]
 
 
 def scalar(value: float | Tensor, name: str) -> float:
+    if type(value) is float:  # the usual case, before the slower checks
+        return value
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a number or a 1-element tensor, got shape {tuple(value.shape)}")

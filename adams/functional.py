@@ -231,6 +231,10 @@ def check_hyperparameters(*, lr: float, beta1: float, beta2: float, eps: float, 
     ``lr``, ``eps`` and ``weight_decay`` are finite numbers >= 0, the betas lie in [0, 1), and the
     two flags are booleans (a string such as ``'no'`` would otherwise count as true).
     """
+    if type(lr) is type(eps) is type(weight_decay) is type(beta1) is type(beta2) is float and (
+            0.0 <= lr < math.inf and 0.0 <= eps < math.inf and 0.0 <= weight_decay < math.inf
+            and 0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0 and type(bias_correction) is type(maximize) is bool):
+        return  # the usual case, in one expression
     for name, value in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
