@@ -12,7 +12,7 @@ and the largest step length of clipped GD.
 
 **Step bound** (``docs/algorithm.md`` §1). With :math:`\epsilon = 0`, the paper-text
 form's step is :math:`|m_t|/\sqrt{\nu_t}`, a function of :math:`x = m_{t-1}/g_t` only;
-:func:`analysis.derivations.step_bound_squared` maximizes it over x.
+:func:`analysis.stationary.derivations.step_bound_squared` maximizes it over x.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-from analysis import derivations
+from analysis.stationary import derivations
 
 __all__ = ["L0", "L1", "G", "r", "s", "eta", "gamma", "segment", "descent_factor", "clipped_kappa_at_defaults",
            "step_bound", "step_bound_default_form", "first_step"]

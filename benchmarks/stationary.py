@@ -6,7 +6,7 @@
 
 A *sample* is one chain advanced by one step at one grid point (beta1 = beta2 = beta, mu/sigma):
 the unit of work of the straightforward loop, which draws each chain's noise with NumPy and runs
-the recursions in plain Python (``analysis.simulation.reference_chain``). Three measurements, in
+the recursions in plain Python (``analysis.stationary.simulation.reference_chain``). Three measurements, in
 one process, side by side:
 
 1. ``vectorized``: ``analysis.stationary.simulate`` on the whole grid (the time the goal is about);
@@ -32,7 +32,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout without in
 
 from analysis import stationary as st  # noqa: E402
 from analysis.results import cpu_model, write_report  # noqa: E402
-from analysis.simulation import reference_chain  # noqa: E402
+from analysis.stationary.simulation import reference_chain  # noqa: E402
 
 GOAL_S = 60.0  # the standard grid must finish within a minute on a 2-core machine
 

@@ -31,8 +31,8 @@
 # check a closed form with Monte Carlo *within standard errors*; read where a qualitative claim
 # holds on a map over $(\beta, \mu/\sigma)$ instead of at one point.
 #
-# The closed forms come from `analysis.derivations` (sympy), their NumPy versions from
-# `analysis.stationary`, the simulation from `analysis.simulation` (one seeded generator per block
+# The closed forms come from `analysis.stationary.derivations` (sympy), their NumPy versions from
+# `analysis.stationary`, the simulation from `analysis.stationary.simulation` (one seeded generator per block
 # of chains, burn-in chosen from $\beta$; see the module docstrings).
 
 # %%
@@ -46,7 +46,7 @@ from matplotlib.colors import TwoSlopeNorm
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from analysis import derivations as d
+from analysis.stationary import derivations as d
 from analysis import stationary as st
 from analysis.results import command_for, format_pm, quick_mode, save_figure, save_results
 
@@ -63,7 +63,7 @@ print(f"quick mode: {QUICK}; {CHAINS} chains per grid point; {N_GRID} x {N_GRID}
 # %% [markdown]
 # ## 1. The closed forms, derived
 #
-# Two facts do all the work (see `analysis/derivations.py`): $m_{t-1}$ and $S_{t-1}$ depend only on
+# Two facts do all the work (see `analysis/stationary/derivations.py`): $m_{t-1}$ and $S_{t-1}$ depend only on
 # past gradients, so they are independent of $g_t$; and in the stationary law each moment is a fixed
 # point of its own recursion. Solving those fixed points order by order gives (noise with
 # $E\xi^3 = \gamma$, $E\xi^4 = \kappa$; Gaussian: $\gamma = 0, \kappa = 3$):
@@ -457,7 +457,7 @@ assert abs(r_equal - snr_at_095) < 1e-8
 
 # %%
 mc_note = (f"Monte Carlo: {CHAINS} independent chains per grid point, seed {SEED}, burn-in from beta so that the start's "
-           f"bias is below 1% of a standard error (analysis.simulation.burn_in); against the closed forms on the "
+           f"bias is below 1% of a standard error (analysis.stationary.simulation.burn_in); against the closed forms on the "
            f"{beta.size} x {snr.size} standard grid, max |z| = {calibration['max_abs_z']:.2f} over {calibration['n']} "
            f"estimates, {calibration['frac_above_2']:.1%} beyond 2 SE ({calibration['expected_above_2']:.1%} expected "
            f"for a standard normal).")
@@ -471,7 +471,7 @@ claims = [
         "measured": finding_mean,
         "command": COMMAND,
         "verdict": "holds" if worst5 <= 10 and calibration["max_abs_z"] < 5 else "does not hold",
-        "note": "Closed forms derived in sympy (analysis/derivations.py) for g = mu + sigma xi, xi i.i.d. N(0,1). "
+        "note": "Closed forms derived in sympy (analysis/stationary/derivations.py) for g = mu + sigma xi, xi i.i.d. N(0,1). "
                 "Verdict rule: holds if, for every beta1 = beta2 on the grid, E[V]/E[S] is within 5% of 1 from "
                 "mu/sigma = 10 on, and the Monte Carlo agrees with the closed forms (max |z| < 5). The statement "
                 "is true for large mu/sigma only: below mu/sigma ~ 1 AdamS's denominator is several times smaller "

@@ -13,7 +13,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from analysis import simulation as sim_mod
+from analysis.stationary import simulation as sim_mod
 from analysis import stationary as st
 
 GRID = dict(mu=1.0, sigma=1.0, beta1=0.9, beta2=0.95)

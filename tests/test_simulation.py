@@ -1,11 +1,11 @@
-"""Monte Carlo (analysis.simulation) against the closed forms, a plain loop, and itself."""
+"""Monte Carlo (analysis.stationary.simulation) against the closed forms, a plain loop, and itself."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from analysis import stationary as st
-from analysis.simulation import block_rngs, reference_chain
+from analysis.stationary.simulation import block_rngs, reference_chain
 
 PAIRS = np.array([(0.5, 0.5), (0.9, 0.9), (0.9, 0.95), (0.9, 0.99), (0.95, 0.95), (0.99, 0.99), (0.8, 0.999)])
 SNR = np.array([0.01, 0.3, 1.0, 3.0, 100.0])

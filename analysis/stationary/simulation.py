@@ -54,7 +54,7 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from analysis.noise import AR1, Gaussian, Noise, StudentT, check_noise
+from analysis.stationary.noise import AR1, Gaussian, Noise, StudentT, check_noise
 
 __all__ = ["BLOCK", "Estimate", "Simulation", "SimulationTooLarge", "Plan", "plan", "simulate", "burn_in",
            "reference_chain", "block_rngs", "Gaussian", "StudentT", "AR1"]

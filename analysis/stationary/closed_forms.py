@@ -21,8 +21,7 @@ With :math:`a = (1-\beta_1)/(1+\beta_1)` and :math:`r = \mu/\sigma`, Gaussian no
 
 These functions are written out by hand with plain arithmetic (so that they also accept sympy
 symbols) and ``tests/test_stationary.py`` checks them symbolically against the derivation in
-:mod:`analysis.derivations`. Monte Carlo lives in :mod:`analysis.simulation` and is re-exported here
-as :func:`simulate`.
+:mod:`analysis.stationary.derivations`. The Monte Carlo is :mod:`analysis.stationary.simulation`.
 
 >>> out = moments(mu=1.0, sigma=1.0, beta1=0.9, beta2=0.95)
 >>> round(float(out["E_V"] / out["E_S"]), 4), round(float(out["Var_V"] / out["Var_S"]), 4)
@@ -35,13 +34,10 @@ from typing import Any
 import numpy as np
 
 import adams
-from analysis._validate import check_grid
-from analysis.simulation import AR1, Estimate, Gaussian, Simulation, StudentT, burn_in, simulate
+from analysis.stationary._grid import check_grid
 
-__all__ = [
-    "moments", "transient", "ratio_limits", "equalizing_beta2", "adams_step_bound", "adam_step_bound",
-    "standard_grid", "simulate", "burn_in", "Estimate", "Simulation", "Gaussian", "StudentT", "AR1",
-]
+__all__ = ["moments", "transient", "ratio_limits", "equalizing_beta2", "adams_step_bound", "adam_step_bound",
+           "standard_grid"]
 
 
 def _closed_forms(mu, sigma, beta1, beta2, skewness=0, kurtosis=3) -> dict[str, Any]:
