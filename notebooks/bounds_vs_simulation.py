@@ -19,7 +19,7 @@
 # bounds collected in `analysis.bounds` (each names its source, its stationarity measure and whether
 # its constants are exact or order-only):
 #
-# 1. **Exact bounds** (ours, proved in `analysis.l0l1`): does any run of clipped, normalized or
+# 1. **Exact bounds** (ours, proved in `analysis.bounds.l0l1`): does any run of clipped, normalized or
 #    fixed-step GD, with the theorem's step sizes, ever need more iterations than the bound? How loose
 #    is the bound on easy problems, and how tight on the ramp, the shape of the worst case?
 # 2. **Order-only bounds** (the literature, and AdamS's own rate O~(T^-1/4)): on a family built to be
@@ -52,12 +52,12 @@ import seaborn as sns
 import adams
 import smoothness
 from adams.reference import adams_step
-from analysis import bound_derivations as bd
-from analysis import bound_experiments as bx
+from analysis.bounds import derivations as bd
+from analysis.bounds import experiments as bx
 from analysis import bounds as B
 from analysis import experiments as ex
-from analysis.bound_sims import METHODS
-from analysis.problems import Cosh
+from analysis.bounds.simulations import METHODS
+from analysis.bounds.problems import Cosh
 from analysis.results import REPO_ROOT, command_for, output_dir, quick_mode, save_figure, save_results
 
 NAME = "bounds_vs_simulation"
@@ -314,7 +314,7 @@ claims = [
         "order": 63,
         "claim": "Our exact iteration bounds for clipped, normalized and fixed-step GD under (L0, L1)-smoothness "
                  "are never exceeded, and are tight on the ramp.",
-        "paper_value": "not in the paper (our theorems, analysis.l0l1)",
+        "paper_value": "not in the paper (our theorems, analysis.bounds.l0l1)",
         "measured": (f"{violations} violations in {len(exact)} (run, eps) cases; bound / measured on the ramp "
                      f"{ex_ramp}; on quartic and cosh median {benign.median():.3g} (from {benign.min():.3g} to "
                      f"{benign.max():.3g})"),
@@ -375,7 +375,7 @@ print(save_results(NAME, numbers, claims))
 #
 # 1. Lemma 2's factor $\varphi(u) = (e^u - 1 - u)/u^2$ multiplies the quadratic term of the descent
 #    remainder. What is its limit as $u \to 0$ (the L-smooth case), and its value at $u = 1$?
-#    (Answers: 1/2, and $e - 2$.) Check `analysis.l0l1.descent_factor` against both.
+#    (Answers: 1/2, and $e - 2$.) Check `analysis.bounds.l0l1.descent_factor` against both.
 # 2. With the theorem's defaults $\eta = 1/(2L_0)$, $\gamma = 1/(2L_1)$, clipped GD keeps the fraction
 #    $\kappa = 1 - (\eta L_0 + L_1\gamma)\,\varphi(L_1\gamma)$ of its first-order decrease. Show that
 #    $\kappa = 7 - 4\sqrt{e}$ for every $(L_0, L_1)$: check it with sympy and with numbers at three pairs.
@@ -385,7 +385,7 @@ print(save_results(NAME, numbers, claims))
 # %%
 import sympy as sp
 
-from analysis import l0l1
+from analysis.bounds import l0l1
 
 u_small = np.array([1e-8, 1e-6, 1e-4])
 assert np.allclose(l0l1.descent_factor(u_small), 0.5, atol=1e-4)

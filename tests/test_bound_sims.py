@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import adams
-from analysis import bound_experiments as bx
+from analysis.bounds import experiments as bx
 from analysis import bounds as B
-from analysis.bound_sims import exponent_fit, iterations_to, run, tuned_stop
-from analysis.problems import Cauchy, Cosh, PseudoHuber, Quadratic, Quartic, oracle
+from analysis.bounds.simulations import exponent_fit, iterations_to, run, tuned_stop
+from analysis.bounds.problems import Cauchy, Cosh, PseudoHuber, Quadratic, Quartic, oracle
 
 PROBLEMS = [Quadratic((0.1, 1.0, 5.0)), Quartic(d=4, c=2.0), Cosh(d=3, a=1.5), Cauchy(d=3), PseudoHuber(d=3, s=0.5, delta=0.2),
             PseudoHuber(d=1, s=2.0, delta=0.5)]

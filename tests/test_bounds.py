@@ -1,4 +1,4 @@
-"""The bounds of analysis.bounds and analysis.l0l1: sympy twins, registry, and inequalities that no
+"""The bounds of analysis.bounds and analysis.bounds.l0l1: sympy twins, registry, and inequalities that no
 simulation may cross, checked on many random cases."""
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import sympy as sp
 
 import adams
 from adams.reference import adams_step
-from analysis import bound_derivations as bd
+from analysis.bounds import derivations as bd
 from analysis import bounds as B
-from analysis import l0l1
-from analysis.bound_sims import iterations_to, run
-from analysis.bound_sims import run as _run
-from analysis.problems import Cauchy, Cosh, PseudoHuber, Quadratic, Quartic
+from analysis.bounds import l0l1
+from analysis.bounds.simulations import iterations_to, run
+from analysis.bounds.simulations import run as _run
+from analysis.bounds.problems import Cauchy, Cosh, PseudoHuber, Quadratic, Quartic
 
 b1, b2 = bd.derivations.beta1, bd.derivations.beta2
 PROBLEMS = [Quadratic((0.1, 1.0, 5.0)), Quartic(d=4, c=2.0), Cosh(d=3, a=1.5), Cauchy(d=3), PseudoHuber(d=3, s=0.5, delta=0.2)]

@@ -1,4 +1,4 @@
-r"""Optimizers run on the problems of :mod:`analysis.problems`, vectorized over independent runs, and
+r"""Optimizers run on the problems of :mod:`analysis.bounds.problems`, vectorized over independent runs, and
 the iteration counts the bounds of :mod:`analysis.bounds` talk about.
 
 :func:`run` advances ``n`` independent runs at once (rows of an ``(n, d)`` array; each row may have
@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from adams.reference import adams_step
-from analysis.problems import Problem, oracle
+from analysis.bounds.problems import Problem, oracle
 
 __all__ = ["METHODS", "Trajectory", "run", "iterations_to", "tuned_iterations", "tuned_stop", "exponent_fit"]
 
@@ -78,7 +78,7 @@ def run(
     """Run ``method`` from the rows of ``x0`` (shape (n, d)) for ``steps`` steps.
 
     ``lr`` (and ``gamma`` for ``clipped``) is a number or one value per row. Gradients are
-    ``grad f + sigma xi`` (:func:`analysis.problems.oracle`), drawn from ``np.random.default_rng(seed)``:
+    ``grad f + sigma xi`` (:func:`analysis.bounds.problems.oracle`), drawn from ``np.random.default_rng(seed)``:
     the same seed gives the same numbers. ``stop(grad_norm_so_far)`` is asked every ``check_every``
     steps whether the run can end early (:func:`tuned_stop`); the arrays are then cut there.
     """

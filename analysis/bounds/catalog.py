@@ -5,7 +5,7 @@ sigma, eps, M), its citation, its setting (deterministic or stochastic, and the 
 the stationarity measure it controls (``MEASURES``), whether it is an upper or a lower bound, and
 whether its constants are **exact** or **order-only**.
 
-- *Exact*: the three bounds proved in :mod:`analysis.l0l1` (clipped, normalized and fixed-step GD
+- *Exact*: the three bounds proved in :mod:`analysis.bounds.l0l1` (clipped, normalized and fixed-step GD
   under (L0, L1)-smoothness). A run of the method with the bound's step sizes must need at most T
   iterations; ``tests/test_bounds.py`` checks this on many random cases.
 - *Order-only*: the literature bounds (as summarized in ``docs/algorithm.md`` §4), and
@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from analysis.l0l1 import (  # noqa: F401  (re-exported: analysis.bounds is the one entry point)
+from analysis.bounds.l0l1 import (  # noqa: F401  (re-exported through analysis.bounds)
     clipped_gd_iterations, default_steps, descent_factor, descent_remainder, gd_iterations,
     normalized_gd_iterations, safe_step, segment_bound,
 )
@@ -132,7 +132,7 @@ def _log_plus(x: float) -> float:
 
 def _bounds() -> dict[str, Bound]:
     det, sto = "deterministic", "stochastic"
-    exact = "this package, proved in analysis.l0l1 (Lemmas 1-2)"
+    exact = "this package, proved in analysis.bounds.l0l1 (Lemmas 1-2)"
     items = [
         Bound("ours-clipped-gd", "clipped GD", exact, det, "none", "min_norm", "exact", "upper", 2.0,
               lambda L0, L1, delta, eps: clipped_gd_iterations(L0, L1, delta, eps), ("L0", "L1", "delta", "eps"),

@@ -1,4 +1,4 @@
-r"""The inequalities of :mod:`analysis.l0l1` and :mod:`analysis.bounds`, derived with sympy.
+r"""The inequalities of :mod:`analysis.bounds.l0l1` and :mod:`analysis.bounds`, derived with sympy.
 
 Each function returns sympy expressions that the numeric twins are tested against
 (``tests/test_bounds.py``). Symbols: ``L0, L1`` the smoothness pair, ``G`` the gradient norm at the

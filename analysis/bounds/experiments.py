@@ -1,7 +1,7 @@
 """The experiments of the ``bounds_vs_simulation`` notebook, as functions a test can call.
 
 - :func:`exact_bound_table`: clipped, normalized and fixed-step GD with the step sizes of the exact
-  theorems in :mod:`analysis.l0l1`, on problems with known (L0, L1), over a grid of eps and of L1;
+  theorems in :mod:`analysis.bounds.l0l1`, on problems with known (L0, L1), over a grid of eps and of L1;
   measured iterations next to the bound for every starting point.
 - :func:`ramp` and :func:`exponent_study`: the worst-case-shaped family (a pseudo-Huber ramp whose
   slope is tied to eps), the methods with their best learning rate at each eps, and the fitted
@@ -19,9 +19,9 @@ from typing import Sequence
 import numpy as np
 
 import smoothness
-from analysis import bounds as B
-from analysis.bound_sims import exponent_fit, iterations_to, run, tuned_stop
-from analysis.problems import Cosh, Problem, PseudoHuber, Quartic
+from analysis.bounds import catalog as B
+from analysis.bounds.simulations import exponent_fit, iterations_to, run, tuned_stop
+from analysis.bounds.problems import Cosh, Problem, PseudoHuber, Quartic
 
 MAX_STEPS = 200_000  # the longest exact-bound run; a bound above it cannot be checked
 

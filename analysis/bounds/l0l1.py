@@ -1,7 +1,7 @@
 r"""Inequalities for (L0, L1)-smooth functions, and iteration bounds with exact constants.
 
 Everything here is proved in the docstrings below from one assumption, and
-:mod:`analysis.bound_derivations` derives the two integrals with sympy (the tests compare the two).
+:mod:`analysis.bounds.derivations` derives the two integrals with sympy (the tests compare the two).
 These bounds are *ours*: they are not quoted from a paper, so their constants are exact and a
 simulation must never cross them (``tests/test_bounds.py`` checks that on many random cases).
 
@@ -178,7 +178,7 @@ def gd_kappa(L0, L1, eta, M) -> np.ndarray:
 def gd_iterations(L0, L1, delta, eps, M, *, eta=None) -> float:
     """Fixed-step GD's exact bound on the first t with ||grad f(x_t)|| <= eps (``inf`` if kappa <= 0).
 
-    ``M`` bounds ||grad f|| on the initial sublevel set (for the problems of :mod:`analysis.problems`,
+    ``M`` bounds ||grad f|| on the initial sublevel set (for the problems of :mod:`analysis.bounds.problems`,
     ``problem.max_grad_norm(f(x0))``).
     """
     eta = default_steps(L0, L1, M=M)["gd_eta"] if eta is None else eta
