@@ -15,7 +15,7 @@
    estimate of what a run costs).
    Both of our product engines are timed: ``jvp`` (forward-over-reverse, the default) and ``graph``
    (double backward through one stored gradient graph, the way PyHessian takes its products).
-2. **Cost on a 1M-parameter transformer** (``analysis.gpt.GPT``, 16k-token batch, float32): one
+2. **Cost on a 1M-parameter transformer** (``analysis.training.gpt.GPT``, 16k-token batch, float32): one
    gradient, one Hessian-vector product by each engine, the step finite-difference probe (n_gamma
    gradients plus the one at the start, and one product for the curvature) and the spectral norm.
 
@@ -39,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(REPO_ROOT))
 
-from analysis.gpt import GPT, GPTConfig  # noqa: E402
+from analysis.training.gpt import GPT, GPTConfig  # noqa: E402
 from analysis.results import cpu_model, write_report  # noqa: E402
 from smoothness import Objective, hessian_spectral_norm  # noqa: E402
 from smoothness.hessian import dense_hessian  # noqa: E402

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import sys
 
-from analysis.distributed import compare_state, describe, train_distributed
+from analysis.training.distributed import compare_state, describe, train_distributed
 from analysis.training import TrainConfig
 
 

@@ -55,7 +55,7 @@ from adams.reference import adams_step
 from analysis.bounds import derivations as bd
 from analysis.bounds import experiments as bx
 from analysis import bounds as B
-from analysis import experiments as ex
+from analysis.training import experiments as ex
 from analysis.bounds.simulations import METHODS
 from analysis.bounds.problems import Cosh
 from analysis.results import REPO_ROOT, command_for, output_dir, quick_mode, save_figure, save_results

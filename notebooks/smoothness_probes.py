@@ -43,7 +43,7 @@ import torch
 
 import adams
 import smoothness
-from analysis.gpt import GPT, GPTConfig
+from analysis.training.gpt import GPT, GPTConfig
 from analysis.results import command_for, quick_mode, save_figure, save_results
 from smoothness.cli import cross_entropy_loss
 from smoothness.plot import plot_table

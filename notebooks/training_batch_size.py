@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from analysis import experiments as ex
+from analysis.training import experiments as ex
 from analysis.results import command_for, quick_mode, save_figure, save_results
 
 NAME = "training_batch_size"

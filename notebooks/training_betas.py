@@ -40,7 +40,7 @@ import numpy as np
 import seaborn as sns
 
 import adams
-from analysis import experiments as ex
+from analysis.training import experiments as ex
 from analysis.results import command_for, quick_mode, save_figure, save_results
 
 NAME = "training_betas"

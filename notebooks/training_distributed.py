@@ -46,8 +46,8 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from adams.registry import LABELS
-from analysis import experiments as ex
-from analysis.distributed import compare_state, describe, train_distributed
+from analysis.training import experiments as ex
+from analysis.training.distributed import compare_state, describe, train_distributed
 from analysis.results import command_for, quick_mode, save_figure, save_results
 
 NAME = "training_distributed"
@@ -213,7 +213,7 @@ print(save_results(NAME, numbers, claims, cached_s=ex.cached_seconds(single.valu
 
 # %%
 from analysis.training import init_model
-from analysis import corpus
+from analysis.training import corpus
 
 n_tensors = len(list(init_model(config["adams"], corpus.load().vocab_size).parameters()))
 for r, (state, shard) in enumerate(zip(fsdp["adams"].state_bytes_per_rank, fsdp["adams"].param_bytes_per_rank)):

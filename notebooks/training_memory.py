@@ -44,7 +44,7 @@ import torch
 
 import adams
 from adams.registry import LABELS
-from analysis import experiments as ex
+from analysis.training import experiments as ex
 from analysis.results import cached, command_for, hardware, quick_mode, save_figure, save_results
 
 NAME = "training_memory"
@@ -164,7 +164,7 @@ print(save_results(NAME, numbers, claims, cached_s=ex.cached_seconds(runs.values
 # Answers (computed, then checked):
 
 # %%
-from analysis import corpus
+from analysis.training import corpus
 from analysis.training import init_model
 
 tensors = list(init_model(ex.base_config(QUICK), corpus.load().vocab_size).parameters())

@@ -18,7 +18,7 @@
 # The paper's practical claim is that AdamS is a drop-in replacement: take AdamW's recipe, change
 # the optimizer, keep the loss. An independent replication (PowerStep paper) saw validation losses
 # of 2.950 (AdamW) and 2.951 (AdamS) on GPT-2 124M. Here: a small GPT on character-level
-# Shakespeare (`analysis.experiments`), the same recipe for every adaptive method (peak lr 3e-3,
+# Shakespeare (`analysis.training.experiments`), the same recipe for every adaptive method (peak lr 3e-3,
 # betas (0.9, 0.95), weight decay 0.1 on matrices, warmup then cosine, clipping at 1.0), three seeds
 # each, with the same initialization and data order for every optimizer at a given seed (so gaps
 # are paired by seed).
@@ -42,7 +42,7 @@ import numpy as np
 import seaborn as sns
 
 from adams.registry import LABELS
-from analysis import experiments as ex
+from analysis.training import experiments as ex
 from analysis.results import command_for, quick_mode, save_figure, save_results
 
 NAME = "training_parity"

@@ -41,9 +41,9 @@ import pandas as pd
 import torch
 
 import smoothness
-from analysis import corpus
-from analysis import experiments as ex
-from analysis.gpt import GPT
+from analysis.training import corpus
+from analysis.training import experiments as ex
+from analysis.training.gpt import GPT
 from analysis.results import command_for, quick_mode, save_figure, save_results
 from analysis.training import lm_loss, sample_batch
 from smoothness.plot import plot_table

@@ -16,8 +16,8 @@ import torch
 import adams
 from adams import _fused
 from adams.distributed import load_checkpoint, save_checkpoint, state_bytes_per_rank
-from analysis.distributed import full_parameters, launch, local_rows, unwrap, wrap
-from analysis.gpt import GPT, GPTConfig
+from analysis.training.distributed import full_parameters, launch, local_rows, unwrap, wrap
+from analysis.training.gpt import GPT, GPTConfig
 from analysis.training import lm_loss
 
 # an odd vocabulary, so that FSDP2 shards the embedding unevenly (9 and 8 rows)

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from analysis import corpus
+from analysis.training import corpus
 
 
 def test_the_committed_corpus_matches_its_pinned_hash_and_split():

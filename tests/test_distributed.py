@@ -149,7 +149,7 @@ def test_adam_mini_runs_under_fsdp2_when_heads_split_evenly_and_fails_clearly_ot
 
 
 def test_launch_reports_a_failing_process_and_stops_the_others():
-    from analysis.distributed import launch
+    from analysis.training.distributed import launch
 
     with pytest.raises(RuntimeError, match=r"(?s)failed on [12] of 2 processes.*rank 1 .*ArithmeticError: rank one gives up"):
         launch(S.fails_on_rank_one, 2, threads=1, timeout=120)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis import experiments as ex
+from analysis.training import experiments as ex
 
 
 def test_summary_matches_scipy_t_interval_and_counts_failures():

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import analysis.training as training
-from analysis import corpus
+import analysis.training.loop as training_loop
+from analysis.training import corpus
 from analysis.training import TrainConfig, build, run_many, train
 
 TINY = dict(steps=4, warmup=1, batch_size=2, block=8, layers=1, heads=1, width=8, log_every=2, eval_every=2,
@@ -194,20 +194,20 @@ def test_a_run_that_fails_midway_leaves_nothing_and_keeps_the_cached_runs(run_co
             raise RuntimeError("stopped")
         return 1.0
 
-    monkeypatch.setattr(training, "evaluate", fail_at_step_2)
+    monkeypatch.setattr(training_loop, "evaluate", fail_at_step_2)
     for where, kwargs in ((tmp_path / "new" / "cache", {}), (cache, {"seed": 1}), (cache, {})):
         calls.clear()
         with pytest.raises(RuntimeError, match="stopped"):
             train(TrainConfig(**TINY, **kwargs), cache_dir=where, progress=False, recompute=True)
     assert not (tmp_path / "new").exists()
     assert [p.name for p in cache.iterdir()] == [run_dir.name]  # the failed recompute kept the old run
-    monkeypatch.setattr(training, "build", lambda *a: pytest.fail("trained again"))
+    monkeypatch.setattr(training_loop, "build", lambda *a: pytest.fail("trained again"))
     assert trained_numbers(train(config, cache_dir=cache, progress=False)) == trained_numbers(original)
 
 
 def test_a_fresh_run_is_written_with_a_manifest_and_read_back_without_training(run_copy, monkeypatch):
     config, cache, run_dir, original = run_copy
-    monkeypatch.setattr(training, "build", lambda *a: pytest.fail("trained again"))
+    monkeypatch.setattr(training_loop, "build", lambda *a: pytest.fail("trained again"))
     again = train(config, cache_dir=cache, progress=False)
     assert again.to_dict() == {**original.to_dict(), "checkpoints": again.checkpoints}
     assert_run_is_whole(run_dir, again)

@@ -8,7 +8,7 @@ import torch
 
 import adams
 from adams.adapm import AdaPMReconstruction
-from analysis.gpt import GPT, GPTConfig
+from analysis.training.gpt import GPT, GPTConfig
 
 CFG = GPTConfig(vocab=16, block=8, layers=1, heads=2, width=16)
 

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 import adams
 from adams.distributed import load_checkpoint, save_checkpoint, state_bytes_per_rank
-from analysis import corpus as corpus_mod
+from analysis.training import corpus as corpus_mod
 from analysis.training import TrainConfig, init_model, lm_loss, optimizer_for, sample_batch, validation_batches
 
 __all__ = ["launch", "wrap", "unwrap", "full_parameters", "local_rows", "train_distributed", "DistributedResult",
@@ -93,7 +93,7 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, threads: int | N
     main_file = getattr(sys.modules.get("__main__"), "__file__", None) if fn.__module__ == "__main__" else None
     if fn.__module__ == "__main__" and main_file is None:
         raise ValueError(f"{fn.__qualname__} is defined interactively; put it in a module or a script file")
-    paths = [str(Path(__file__).resolve().parent.parent)]  # this repository, for analysis.distributed
+    paths = [str(Path(__file__).resolve().parent.parent)]  # this repository, for analysis.training.distributed
     module_file = getattr(sys.modules.get(fn.__module__), "__file__", None)
     if main_file is None and module_file is not None:  # where fn's module was imported from
         top = Path(module_file).resolve().parent
@@ -108,7 +108,7 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, threads: int | N
                 "store": os.path.join(tmp, "store"), "out": tmp, "collective_timeout": max(60.0, timeout)}
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
-        code = "import sys; from analysis.distributed import _child_main; _child_main(sys.argv[1])"
+        code = "import sys; from analysis.training.distributed import _child_main; _child_main(sys.argv[1])"
         logs, processes = [], []
         for rank in range(world_size):
             log = open(Path(tmp) / f"rank{rank}.log", "w+")

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from analysis import corpus
+from analysis.training import corpus
 from analysis import results as results_mod
 from analysis.results import quick_mode
 from analysis.training import TrainConfig, TrainResult, build, default_cache_dir, lm_loss, run_many, sample_batch

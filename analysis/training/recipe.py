@@ -1,0 +1,88 @@
+"""The pieces of the training recipe: the model, its optimizer, batches, the loss, evaluation.
+
+The nanoGPT recipe the paper's authors used: linear warmup then cosine decay (:meth:`TrainConfig.lr_at`),
+gradient clipping, decoupled weight decay on tensors with two or more dimensions only
+(:func:`adams.make_optimizer`). Initialization comes from a forked torch RNG seeded with the
+configuration's seed, so the global RNGs are left as they were.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import adams
+from analysis.training import corpus as corpus_mod
+from analysis.training.config import TrainConfig, optimizer_for
+from analysis.training.gpt import GPT
+
+
+#: optimizer-state keys of a first moment, full-size or partial (AdaPM's row means), for momentum_norm
+FIRST_MOMENT_KEYS = (*adams.checkpoints.MOMENTUM_KEYS, "m", "row_exp_avg")
+VAL_SEQUENCES = 32  # per validation batch
+
+
+
+def momentum_norm(optimizer: torch.optim.Optimizer) -> float:
+    """Global norm of the optimizer's first-moment buffers (NaN if it keeps none yet)."""
+    total, found = 0.0, False
+    for state in optimizer.state.values():
+        for key in FIRST_MOMENT_KEYS:
+            if key in state and torch.is_tensor(state[key]):
+                total += float(state[key].double().pow(2).sum())
+                found = True
+                break
+    return math.sqrt(total) if found else float("nan")
+
+
+def sample_batch(data: np.ndarray, rng: np.random.Generator, batch_size: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` random windows of ``block + 1`` tokens: inputs and next-token targets."""
+    starts = rng.integers(0, data.size - block - 1, size=batch_size)
+    idx = starts[:, None] + np.arange(block + 1)[None, :]
+    chunk = torch.from_numpy(data[idx].astype(np.int64))
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean next-character cross entropy (nats)."""
+    logits = model(x)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def init_model(config: TrainConfig, vocab: int) -> torch.nn.Module:
+    """The model, initialized from ``config.seed`` (the global RNG is left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return GPT(config.model_config(vocab))
+
+
+def build(config: TrainConfig, vocab: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The model (:func:`init_model`) and its optimizer (:func:`optimizer_for`)."""
+    model = init_model(config, vocab)
+    return model, optimizer_for(config, model)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    model.eval()
+    loss = sum(float(lm_loss(model, x, y)) for x, y in batches) / len(batches)
+    model.train()
+    return loss
+
+
+def validation_batches(config: TrainConfig, data: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The fixed validation set: ``eval_batches`` x 32 windows of ``block`` characters, the same for every
+    optimizer, seed and training batch size."""
+    rng = np.random.default_rng(12345)
+    return [sample_batch(data, rng, VAL_SEQUENCES, config.block) for _ in range(config.eval_batches)]
+
+
+def check_block_fits(config: TrainConfig, corpus: corpus_mod.Corpus) -> None:
+    """A window of ``block + 1`` characters must fit in the training and the validation text."""
+    shortest = min(corpus.train.size, corpus.val.size)
+    if config.block + 1 >= shortest:
+        raise ValueError(f"TrainConfig.block must be < {shortest - 1} (the validation text has {corpus.val.size} "
+                         f"characters), got {config.block}")
