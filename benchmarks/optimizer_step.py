@@ -7,7 +7,7 @@
 
 Prints a table per parameter set, then the speed targets as paired per-round ratios with their
 bootstrap CI, and writes everything to JSON (default ``benchmarks/results/optimizer_step.json``,
-not committed). The timing logic is :mod:`analysis.steptime`; the numbers in the README and in
+not committed). The timing logic is :mod:`analysis.timing.steptime`; the numbers in the README and in
 ``paper_repro.md`` come from the same measurement run by the ``optimizer_cost`` notebook
 (``make figures``).
 """
@@ -21,8 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(REPO_ROOT))
 
-from analysis import steptime  # noqa: E402
-from analysis.results import write_report  # noqa: E402
+from analysis.timing import steptime  # noqa: E402
+from analysis.report import write_report  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout without in
     sys.path.insert(0, str(REPO_ROOT))
 
 from analysis.training.gpt import GPT, GPTConfig  # noqa: E402
-from analysis.results import cpu_model, write_report  # noqa: E402
+from analysis.report import cpu_model, write_report  # noqa: E402
 from smoothness import Objective, hessian_spectral_norm  # noqa: E402
 from smoothness.hessian import dense_hessian  # noqa: E402
 from smoothness.probes import interior_gammas, probe_point  # noqa: E402

@@ -31,7 +31,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout without in
     sys.path.insert(0, str(REPO_ROOT))
 
 from analysis import stationary as st  # noqa: E402
-from analysis.results import cpu_model, write_report  # noqa: E402
+from analysis.report import cpu_model, write_report  # noqa: E402
 from analysis.stationary.simulation import reference_chain  # noqa: E402
 
 GOAL_S = 60.0  # the standard grid must finish within a minute on a 2-core machine

@@ -53,7 +53,7 @@ import torch
 
 import adams
 from adams.reference import AdamSReference, adams_step
-from analysis.results import command_for, quick_mode, save_figure, save_results
+from analysis.report import command_for, quick_mode, save_figure, save_results
 
 NAME = "adams_from_scratch"
 COMMAND = command_for(NAME)

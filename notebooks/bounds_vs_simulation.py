@@ -58,7 +58,7 @@ from analysis import bounds as B
 from analysis.training import experiments as ex
 from analysis.bounds.simulations import METHODS
 from analysis.bounds.problems import Cosh
-from analysis.results import REPO_ROOT, command_for, output_dir, quick_mode, save_figure, save_results
+from analysis.report import REPO_ROOT, command_for, output_dir, quick_mode, save_figure, save_results
 
 NAME = "bounds_vs_simulation"
 COMMAND = command_for(NAME)

@@ -32,7 +32,7 @@
 # **Learning goals:** read a step time against the memory-bandwidth floor; compare timings that
 # were measured side by side (paired rounds), not in separate runs.
 #
-# Everything is timed in one process by `analysis.steptime` (also run by `make bench`): every
+# Everything is timed in one process by `analysis.timing.steptime` (also run by `make bench`): every
 # optimizer steps the same parameters with the same seeded gradients, round-robin, one step each
 # per round, after a warm-up. Ratios are medians of per-round ratios with a bootstrap 95% CI.
 
@@ -41,9 +41,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import adams
-from analysis import steptime
-from analysis.ratios import paired_ratio
-from analysis.results import cached, command_for, hardware, quick_mode, save_figure, save_results
+from analysis.timing import steptime
+from analysis.timing.ratios import paired_ratio
+from analysis.report import cached, command_for, hardware, quick_mode, save_figure, save_results
 
 NAME = "optimizer_cost"
 QUICK = quick_mode()
@@ -67,7 +67,7 @@ print(steptime.format_table(result))
 # ## Paired ratios
 #
 # Round r of the fused AdamS step is divided by round r of the comparison, which ran moments
-# before or after it on the same machine state. The targets (`analysis.steptime.TARGETS`): fused
+# before or after it on the same machine state. The targets (`analysis.timing.steptime.TARGETS`): fused
 # AdamS at most 0.75x AdamW fused and at most 1.1x SGD with momentum; the foreach path faster than
 # AdamW's foreach path.
 

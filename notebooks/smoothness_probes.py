@@ -44,7 +44,7 @@ import torch
 import adams
 import smoothness
 from analysis.training.gpt import GPT, GPTConfig
-from analysis.results import command_for, quick_mode, save_figure, save_results
+from analysis.report import command_for, quick_mode, save_figure, save_results
 from smoothness.cli import cross_entropy_loss
 from smoothness.plot import plot_table
 

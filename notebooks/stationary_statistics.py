@@ -48,7 +48,7 @@ from scipy.stats import norm
 
 from analysis.stationary import derivations as d
 from analysis import stationary as st
-from analysis.results import command_for, format_pm, quick_mode, save_figure, save_results
+from analysis.report import command_for, format_pm, quick_mode, save_figure, save_results
 
 NAME = "stationary_statistics"
 COMMAND = command_for(NAME)

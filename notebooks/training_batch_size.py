@@ -38,7 +38,7 @@ import numpy as np
 import seaborn as sns
 
 from analysis.training import experiments as ex
-from analysis.results import command_for, quick_mode, save_figure, save_results
+from analysis.report import command_for, quick_mode, save_figure, save_results
 
 NAME = "training_batch_size"
 COMMAND = command_for(NAME)

@@ -41,7 +41,7 @@ import seaborn as sns
 
 import adams
 from analysis.training import experiments as ex
-from analysis.results import command_for, quick_mode, save_figure, save_results
+from analysis.report import command_for, quick_mode, save_figure, save_results
 
 NAME = "training_betas"
 COMMAND = command_for(NAME)

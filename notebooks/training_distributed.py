@@ -48,7 +48,7 @@ import seaborn as sns
 from adams.registry import LABELS
 from analysis.training import experiments as ex
 from analysis.training.distributed import compare_state, describe, train_distributed
-from analysis.results import command_for, quick_mode, save_figure, save_results
+from analysis.report import command_for, quick_mode, save_figure, save_results
 
 NAME = "training_distributed"
 COMMAND = command_for(NAME)

@@ -45,7 +45,7 @@ import torch
 import adams
 from adams.registry import LABELS
 from analysis.training import experiments as ex
-from analysis.results import cached, command_for, hardware, quick_mode, save_figure, save_results
+from analysis.report import cached, command_for, hardware, quick_mode, save_figure, save_results
 
 NAME = "training_memory"
 COMMAND = command_for(NAME)

@@ -43,7 +43,7 @@ import seaborn as sns
 
 from adams.registry import LABELS
 from analysis.training import experiments as ex
-from analysis.results import command_for, quick_mode, save_figure, save_results
+from analysis.report import command_for, quick_mode, save_figure, save_results
 
 NAME = "training_parity"
 COMMAND = command_for(NAME)

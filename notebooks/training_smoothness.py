@@ -44,7 +44,7 @@ import smoothness
 from analysis.training import corpus
 from analysis.training import experiments as ex
 from analysis.training.gpt import GPT
-from analysis.results import command_for, quick_mode, save_figure, save_results
+from analysis.report import command_for, quick_mode, save_figure, save_results
 from analysis.training import lm_loss, sample_batch
 from smoothness.plot import plot_table
 

@@ -85,7 +85,7 @@ def test_notebook_runs_in_quick_mode(name, tmp_path):
 
 
 def test_committed_paper_repro_is_rendered_from_the_committed_results():
-    from analysis import repro
+    from analysis.report import repro
 
     assert (REPO_ROOT / "paper_repro.md").read_text() == repro.render(REPO_ROOT / "figures"), \
         "paper_repro.md is stale or edited by hand: run make figures"
@@ -114,7 +114,7 @@ def test_failing_notebook_makes_the_driver_fail_after_the_others(tmp_path, capsy
     nb_dir.mkdir()
     good = (
         "# %% [markdown]\n# A notebook that works\n\n# %%\n"
-        "from analysis.results import save_results, command_for\n"
+        "from analysis.report import save_results, command_for\n"
         "save_results('good', {'x': 1}, [dict(id='good-claim', order=1, claim='c', paper_value='p',\n"
         "    measured='m', command=command_for('good'), verdict='holds', note='n')])\n"
     )

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from analysis.ratios import paired_ratio
+from analysis.timing.ratios import paired_ratio
 
 
 def test_paired_ratio_cancels_a_shared_drift():

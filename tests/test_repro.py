@@ -1,4 +1,4 @@
-"""paper_repro.md generation (analysis.repro) and the results JSON it reads (analysis.results)."""
+"""paper_repro.md generation (analysis.report.repro) and the results JSON it reads (analysis.report)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import repro, results
+from analysis.report import repro, results
 
 
 def claim(cid: str, order: int, **overrides) -> dict:
@@ -313,7 +313,7 @@ def test_update_readme_needs_the_markers_of_every_measured_block(tmp_path, monke
 
 
 def test_update_readme_replaces_only_the_marked_block(tmp_path, monkeypatch):
-    from analysis import steptime
+    from analysis.timing import steptime
 
     monkeypatch.setattr(steptime, "markdown_table", lambda result: f"TABLE {result['x']}")
     (tmp_path / "optimizer_cost.json").write_text(json.dumps({"numbers": {"steptime": {"x": 1}}}))

@@ -1,11 +1,11 @@
-"""analysis.steptime on a tiny parameter set: the structure of its result, not its speed (the
+"""analysis.timing.steptime on a tiny parameter set: the structure of its result, not its speed (the
 machine is shared and noisy, so no timing is asserted)."""
 import json
 import math
 
 import pytest
 
-from analysis import steptime
+from analysis.timing import steptime
 
 
 SETS = {"tiny": [(400, 250), (300,), (7, 3, 5)], "flat": steptime.flat_shapes(100_000, 4)}
@@ -67,7 +67,7 @@ def test_targets_are_paired_ratios_with_a_verdict(result):
 
 
 def test_target_met_is_a_median_below_the_limit():
-    from analysis.ratios import PairedRatio
+    from analysis.timing.ratios import PairedRatio
 
     def ratio(median):
         return PairedRatio(median, median, median, median - 0.1, median + 0.1, 10)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 
-from analysis.results import atomic_write_text, is_fresh
+from analysis.report import atomic_write_text, is_fresh
 from analysis.training.config import (EVAL_KEYS, HISTORY_KEYS, MANIFEST_FILE, MANIFEST_FORMAT, RESULT_FILE,
                                       TrainConfig, TrainResult, config_record)
 

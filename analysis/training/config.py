@@ -22,7 +22,7 @@ import torch
 import adams
 from analysis.training import corpus as corpus_mod
 from analysis.training.gpt import GPTConfig
-from analysis.results import cache_root
+from analysis.report import cache_root
 
 
 RESULT_FILE = "result.json"

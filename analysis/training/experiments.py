@@ -21,8 +21,8 @@ import time
 import torch
 
 from analysis.training import corpus
-from analysis import results as results_mod
-from analysis.results import quick_mode
+from analysis.report.runs import STARTED_WALL
+from analysis.report import quick_mode
 from analysis.training import TrainConfig, TrainResult, build, default_cache_dir, lm_loss, run_many, sample_batch
 
 __all__ = ["base_config", "seeds", "cached_seconds", "ADAPTIVE", "COMPARED", "SGD_LRS", "BETA_PAIRS", "summary", "paired_gap",
@@ -72,9 +72,9 @@ def runs(configs: Sequence[TrainConfig], **kwargs) -> list[TrainResult]:
 
 def cached_seconds(results: Iterable[TrainResult]) -> float:
     """Training time of the runs among ``results`` that this process read from the cache (trained by an
-    earlier process), for :func:`analysis.results.save_results`'s ``cached_s``: a notebook whose runs
+    earlier process), for :func:`analysis.report.save_results`'s ``cached_s``: a notebook whose runs
     were cached finishes in seconds, and its record should still say what the result cost."""
-    started = results_mod._STARTED_WALL
+    started = STARTED_WALL
     total = 0.0
     for r in {id(r): r for r in results}.values():
         path = default_cache_dir() / TrainConfig.from_dict(r.config).key() / "result.json"

@@ -5,7 +5,7 @@
 with each claim's caveats, the machine and run time of the notebook behind it, and whether that was
 a quick run. The same JSON always gives the same bytes.
 
-Only JSON files written by :func:`analysis.results.save_results` (they carry the ``schema`` marker)
+Only JSON files written by :func:`analysis.report.save_results` (they carry the ``schema`` marker)
 are read; any other JSON in the directory is left alone. A claim id used by two notebooks is an
 error, as is a malformed claim.
 """
@@ -15,7 +15,9 @@ import json
 import os
 from pathlib import Path
 
-from analysis.results import RESULTS_SCHEMA, atomic_write_text, validate_claim
+from analysis.report.claims import validate_claim
+from analysis.report.files import atomic_write_text
+from analysis.report.results import RESULTS_SCHEMA
 
 __all__ = ["load_results", "render", "write", "readme_table", "distributed_table", "update_readme"]
 
@@ -158,7 +160,7 @@ STEP_TIME_NOTEBOOK = "optimizer_cost"
 
 def readme_table(results_dir: str | os.PathLike) -> str | None:
     """The README's step-time block for the results in ``results_dir`` (None if not measured yet)."""
-    from analysis import steptime
+    from analysis.timing import steptime
 
     path = Path(results_dir) / f"{STEP_TIME_NOTEBOOK}.json"
     if not path.is_file():

@@ -1,6 +1,6 @@
 """Time one optimizer step, for AdamS's three paths and the torch optimizers it is compared with.
 
-    from analysis import steptime
+    from analysis.timing import steptime
     result = steptime.run(quick=True)        # a dict, also what benchmarks/optimizer_step.py saves
     print(steptime.format_table(result))
 
@@ -37,8 +37,8 @@ from typing import Callable
 
 import torch
 
-from analysis.ratios import PairedRatio, paired_ratio
-from analysis.results import cpu_model
+from analysis.timing.ratios import PairedRatio, paired_ratio
+from analysis.report import cpu_model
 
 __all__ = ["run", "format_table", "flat_shapes", "gpt_shapes", "ROWS", "BYTES_PER_PARAM",
            "TARGETS", "TargetCheck", "check_targets", "paired_ratios", "format_targets", "markdown_table"]
@@ -229,7 +229,7 @@ def run(quick: bool = False, seed: int = 0, sets: dict[str, list[tuple[int, ...]
     from adams.functional import fused_available
 
     described = {"flat_10M": "40 tensors of shape (250000,)",
-                 "gpt_30M": "nanoGPT layout (analysis.steptime.gpt_shapes): vocab 50304, d_model 384, "
+                 "gpt_30M": "nanoGPT layout (analysis.timing.steptime.gpt_shapes): vocab 50304, d_model 384, "
                             "block 256, 6 layers, MLP 4x, biases, LayerNorm weight and bias, "
                             "output head tied to the token embedding"} if sets is None else {}
     sets = default_sets() if sets is None else sets
@@ -290,7 +290,7 @@ TARGETS = (
 def paired_ratios(result: dict, *, seed: int = 0) -> dict[str, dict[str, PairedRatio]]:
     """For each parameter set, the paired per-round ratio (with its bootstrap CI) of every target.
 
-    Keys are ``"row/baseline"``; see :func:`analysis.ratios.paired_ratio`.
+    Keys are ``"row/baseline"``; see :func:`analysis.timing.ratios.paired_ratio`.
     """
     out = {}
     for set_name, timing in result["sets"].items():

@@ -1,0 +1,72 @@
+"""A claim of the paper as ``paper_repro.md`` shows it: the fields, the verdicts, and their checks.
+
+A claim is a dict with exactly the fields of :data:`CLAIM_FIELDS`; :func:`validate_claim` says which
+field is missing or bad. :func:`format_pm` writes a value with its standard error.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+__all__ = ["VERDICTS", "CLAIM_FIELDS", "validate_claim", "format_pm"]
+
+VERDICTS = ("holds", "holds at our scale", "does not hold", "not testable here")
+CLAIM_FIELDS = {
+    "id": str,  # stable slug, unique across all notebooks
+    "order": int,  # sort key in paper_repro.md
+    "claim": str,  # the paper's statement, in our words
+    "paper_value": str,  # what the paper says or reports
+    "measured": str,  # our number, with its spread
+    "command": str,  # the command that reproduces it
+    "verdict": str,  # one of VERDICTS
+    "note": str,  # why, and the caveats
+}
+_EMPTY_ALLOWED = {"note"}
+_SLUG = re.compile(r"^[a-z0-9]+(?:[-_.][a-z0-9]+)*$")
+
+def validate_claim(claim: Any, where: str = "claim") -> dict:
+    """Check one claim dict and return it; raise ``ValueError`` naming the missing or bad field."""
+    if not isinstance(claim, dict):
+        raise ValueError(f"{where}: a claim must be a dict, got {type(claim).__name__}")
+    label = f"{where} {claim.get('id')!r}" if isinstance(claim.get("id"), str) else where
+    missing = [k for k in CLAIM_FIELDS if k not in claim]
+    if missing:
+        raise ValueError(f"{label}: missing field(s) {', '.join(missing)}")
+    unknown = sorted(set(claim) - set(CLAIM_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"{label}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(CLAIM_FIELDS)}"
+        )
+    for key, kind in CLAIM_FIELDS.items():
+        value = claim[key]
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{label}: field 'order' must be an int, got {value!r}")
+        elif not isinstance(value, str):
+            raise ValueError(f"{label}: field {key!r} must be a str, got {type(value).__name__}")
+        elif not value.strip() and key not in _EMPTY_ALLOWED:
+            raise ValueError(f"{label}: field {key!r} is empty")
+    if not _SLUG.match(claim["id"]):
+        raise ValueError(
+            f"{label}: field 'id' must be a lowercase slug like 'state-memory-half', got {claim['id']!r}"
+        )
+    if claim["verdict"] not in VERDICTS:
+        raise ValueError(
+            f"{label}: field 'verdict' is {claim['verdict']!r}; use one of {', '.join(map(repr, VERDICTS))}"
+        )
+    return claim
+
+
+def format_pm(value: float, se: float, digits: int = 2) -> str:
+    """``value +- se`` with the standard error to ``digits`` significant digits and the value to match.
+
+    >>> format_pm(0.99991234, 0.0000412), format_pm(3.2, 0.0213), format_pm(12.0, 0.0)
+    ('0.999912 +- 0.000041', '3.200 +- 0.021', '12 +- 0')
+    """
+    if not (math.isfinite(value) and math.isfinite(se)) or se < 0:
+        raise ValueError(f"cannot format {value} +- {se}")
+    if se == 0:
+        return f"{value:g} +- 0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(se)))
+    return f"{value:.{decimals}f} +- {se:.{decimals}f}"
