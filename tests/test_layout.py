@@ -79,6 +79,24 @@ def test_no_circle_of_imports():
     assert _circles(_graph()) == []
 
 
+def _rooms(graph, package: str = "analysis") -> dict[str, set[str]]:
+    """The graph between the sub-packages (and top-level modules) of ``package``."""
+    def room(name: str) -> str | None:
+        parts = name.split(".")
+        return parts[1] if parts[0] == package and len(parts) > 1 else None
+
+    rooms: dict[str, set[str]] = {}
+    for m, outs in graph.items():
+        if room(m):
+            rooms.setdefault(room(m), set()).update(r for o in outs if (r := room(o)) and r != room(m))
+    return rooms
+
+
+def test_the_subjects_of_analysis_form_no_circle():
+    """stationary, bounds, training, timing and report depend on each other one way only."""
+    assert _circles(_rooms(_graph())) == []
+
+
 def test_the_checks_can_fail():
     """Power: each rule recognises a graph that breaks it."""
     assert _upward({"adams.theory": {"analysis.report"}}) == [("adams.theory", "analysis.report")]
@@ -86,3 +104,5 @@ def test_the_checks_can_fail():
         ("analysis.timing.steptime", "adams._fused")]
     assert _circles({"a.x": {"a.y"}, "a.y": {"a.z"}, "a.z": {"a.x"}}) == [["a.x", "a.y", "a.z", "a.x"]]
     assert _is_module("adams.functional") and not _is_module("adams.AdamS")
+    assert _circles(_rooms({"analysis.report.repro": {"analysis.timing.steptime"},
+                            "analysis.timing.steptime": {"analysis.report.machine"}})) != []

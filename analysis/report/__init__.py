@@ -3,7 +3,7 @@
 * :mod:`~analysis.report.results`: ``save_figure`` and ``save_results``, what a notebook ends with;
 * :mod:`~analysis.report.claims`: the fields and verdicts of a claim, checked;
 * :mod:`~analysis.report.runs`: quick or full, where outputs and caches go, what is fresh;
-* :mod:`~analysis.report.files`: atomic writes; :mod:`~analysis.report.machine`: the machine measured on;
+* :mod:`~analysis.report.files`: atomic writes; the machine measured on is :mod:`analysis.timing.machine`;
 * :mod:`~analysis.report.repro`: ``paper_repro.md`` and the README's generated tables, rendered from
   the results JSON. ``python -m analysis.figures`` runs the notebooks and then this.
 
@@ -11,7 +11,7 @@ A notebook imports what it needs from here: ``from analysis.report import save_f
 """
 from analysis.report.claims import CLAIM_FIELDS, VERDICTS, format_pm, validate_claim
 from analysis.report.files import atomic_write_bytes, atomic_write_text, write_report
-from analysis.report.machine import cpu_model, hardware
+from analysis.timing.machine import cpu_model, hardware
 from analysis.report.results import FIGURE_DPI, FLOAT_DIGITS, RESULTS_SCHEMA, save_figure, save_results, to_json
 from analysis.report.runs import REPO_ROOT, cache_root, cached, command_for, is_fresh, output_dir, quick_mode
 

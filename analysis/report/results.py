@@ -20,7 +20,7 @@ from typing import Any
 
 from analysis.report.claims import validate_claim
 from analysis.report.files import atomic_target, atomic_write_text, check_name
-from analysis.report.machine import hardware
+from analysis.timing.machine import hardware
 from analysis.report.runs import STARTED, output_dir, quick_mode, recompute_since
 
 __all__ = ["RESULTS_SCHEMA", "FLOAT_DIGITS", "FIGURE_DPI", "to_json", "save_figure", "save_results"]

@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 
 from analysis.timing.ratios import PairedRatio, paired_ratio
-from analysis.report import cpu_model
+from analysis.timing.machine import cpu_model
 
 __all__ = ["run", "format_table", "flat_shapes", "gpt_shapes", "ROWS", "BYTES_PER_PARAM",
            "TARGETS", "TargetCheck", "check_targets", "paired_ratios", "format_targets", "markdown_table"]
