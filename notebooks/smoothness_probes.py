@@ -45,7 +45,7 @@ import adams
 import smoothness
 from analysis.training.gpt import GPT, GPTConfig
 from analysis.report import command_for, quick_mode, save_figure, save_results
-from smoothness.cli import cross_entropy_loss
+from smoothness import cross_entropy_loss
 from smoothness.plot import plot_table
 
 NAME = "smoothness_probes"

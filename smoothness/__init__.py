@@ -18,7 +18,7 @@ Modules: :mod:`~smoothness.objective` (the function being probed), :mod:`~smooth
 from smoothness.checkpoints import Checkpoint, CheckpointError, load_checkpoint
 from smoothness.frontier import choose_pair, frontier, frontier_band, trend_line
 from smoothness.hessian import SpectralNorm, directional_curvature, hessian_spectral_norm, spectral_norm
-from smoothness.objective import Objective
+from smoothness.objective import Objective, cross_entropy_loss
 from smoothness.probes import blocks, interior_gammas, probe_point
 from smoothness.trajectory import TableError, TableLockedError, probe_trajectory, read_table, write_table
 
@@ -26,6 +26,6 @@ __all__ = [
     "Checkpoint", "CheckpointError", "load_checkpoint",
     "choose_pair", "frontier", "frontier_band", "trend_line",
     "SpectralNorm", "directional_curvature", "hessian_spectral_norm", "spectral_norm",
-    "Objective", "blocks", "interior_gammas", "probe_point",
+    "Objective", "cross_entropy_loss", "blocks", "interior_gammas", "probe_point",
     "probe_trajectory", "read_table", "write_table", "TableError", "TableLockedError",
 ]

@@ -22,13 +22,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from smoothness.frontier import MIN_BOOT, frontier, frontier_band, trend_line
+from smoothness.objective import cross_entropy_loss
 from smoothness.probes import GLOBAL, interior_gammas
 from smoothness.trajectory import check_output_path, probe_trajectory, read_table
 
-__all__ = ["main", "resolve", "cross_entropy_loss"]
+__all__ = ["main", "resolve"]
 
 
 def resolve(reference: str) -> Any:
@@ -55,13 +55,6 @@ def resolve(reference: str) -> Any:
     if not hasattr(module, attr):
         raise ValueError(f"{module_ref} has no attribute {attr!r}")
     return getattr(module, attr)
-
-
-def cross_entropy_loss(model: torch.nn.Module, batch) -> torch.Tensor:
-    """The default loss: cross entropy of ``model(inputs)`` against integer ``targets``."""
-    inputs, targets = batch
-    logits = model(inputs)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def _probe(args) -> int:

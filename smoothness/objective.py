@@ -27,12 +27,19 @@ from torch import nn
 from torch.func import functional_call, grad, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-__all__ = ["Objective", "Params"]
+__all__ = ["Objective", "Params", "cross_entropy_loss"]
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 MODES = ("train", "eval")
 
+
+
+def cross_entropy_loss(model: torch.nn.Module, batch) -> torch.Tensor:
+    """The default loss: cross entropy of ``model(inputs)`` against integer ``targets``."""
+    inputs, targets = batch
+    logits = model(inputs)
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 def _cast(batch: Any, dtype: torch.dtype) -> Any:
     """Floating tensors in a (nested) batch to ``dtype``; everything else unchanged."""

@@ -53,7 +53,7 @@ def run(tmp_path):
 
 
 def probe(namespace, paths, **kwargs):
-    return smoothness.probe_trajectory(namespace["factory"], smoothness.cli.cross_entropy_loss, namespace["batches"](),
+    return smoothness.probe_trajectory(namespace["factory"], smoothness.cross_entropy_loss, namespace["batches"](),
                                        paths, progress=False, **kwargs)
 
 

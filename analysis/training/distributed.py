@@ -39,6 +39,7 @@ import adams
 from adams.distributed import load_checkpoint, save_checkpoint, state_bytes_per_rank
 from analysis.training import corpus as corpus_mod
 from analysis.training import TrainConfig, init_model, lm_loss, optimizer_for, sample_batch, validation_batches
+from analysis.training.recipe import train_step
 
 __all__ = ["launch", "wrap", "unwrap", "full_parameters", "local_rows", "train_distributed", "DistributedResult",
            "latest_checkpoint", "describe", "compare_state"]
@@ -262,15 +263,10 @@ def _train_rank(rank: int, world_size: int, config_dict: dict, how: str, checkpo
             checkpoints.append(str(path))
         if step == config.steps:
             break
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr_at(step)
         x, y = sample_batch(data.train, rng, config.batch_size, config.block)
         t0 = time.perf_counter()
-        loss = lm_loss(model, local_rows(x, rank, world_size), local_rows(y, rank, world_size))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.clip if config.clip else float("inf"))
-        optimizer.step()
+        loss, _, _ = train_step(model, optimizer, params, config, step,
+                                local_rows(x, rank, world_size), local_rows(y, rank, world_size))
         train_seconds += time.perf_counter() - t0
         tokens += x.numel()
         if step % config.log_every == 0 or step == config.steps - 1:

@@ -26,7 +26,7 @@ import adams
 from analysis.training import corpus as corpus_mod
 from analysis.training.cache import DamagedRun, cached_run, publish, read_verified, staging_dir, write_run
 from analysis.training.config import EVAL_KEYS, HISTORY_KEYS, TrainConfig, TrainResult, config_record, default_cache_dir
-from analysis.training.recipe import (build, check_block_fits, evaluate, lm_loss, momentum_norm, sample_batch,
+from analysis.training.recipe import (build, check_block_fits, evaluate, momentum_norm, sample_batch, train_step,
                                       validation_batches)
 
 
@@ -46,7 +46,6 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
     evals = {k: [] for k in EVAL_KEYS}
     checkpoints, diverged_at = [], None
     tokens, train_seconds = 0, 0.0
-    max_norm = config.clip if config.clip is not None else float("inf")
 
     def save(step: int) -> None:
         name = f"step_{step:06d}.pt"
@@ -64,17 +63,11 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
             save(step)
         if step == config.steps:
             break
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr_at(step)
         x, y = sample_batch(data.train, rng, config.batch_size, config.block)
-        t0 = time.perf_counter()
-        loss = lm_loss(model, x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
         log = step % config.log_every == 0 or step == config.steps - 1
-        before = [p.detach().clone() for p in params] if log else None
-        optimizer.step()
+        t0 = time.perf_counter()
+        loss, grad_norm, before = train_step(model, optimizer, params, config, step, x, y,
+                                             before_update=(lambda: [p.detach().clone() for p in params]) if log else None)
         dt = time.perf_counter() - t0
         train_seconds += dt
         tokens += x.numel()

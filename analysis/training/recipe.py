@@ -8,7 +8,7 @@ configuration's seed, so the global RNGs are left as they were.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -86,3 +86,24 @@ def check_block_fits(config: TrainConfig, corpus: corpus_mod.Corpus) -> None:
     if config.block + 1 >= shortest:
         raise ValueError(f"TrainConfig.block must be < {shortest - 1} (the validation text has {corpus.val.size} "
                          f"characters), got {config.block}")
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor],
+               config: TrainConfig, step: int, x: torch.Tensor, y: torch.Tensor,
+               before_update: Callable[[], Any] | None = None) -> tuple[torch.Tensor, float, Any]:
+    """One step of the recipe, shared by one process and several: the scheduled learning rate, the
+    loss on ``(x, y)``, backward, clipping at ``config.clip`` (``None``: none), the optimizer step.
+
+    Returns the loss, the gradient norm before clipping, and what ``before_update()`` returned, called
+    right before the optimizer step (the single-process loop snapshots the parameters there).
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr_at(step)
+    loss = lm_loss(model, x, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    max_norm = config.clip if config.clip is not None else float("inf")
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    snapshot = before_update() if before_update is not None else None
+    optimizer.step()
+    return loss, grad_norm, snapshot
