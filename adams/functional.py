@@ -160,7 +160,7 @@ def _foreach_batch_(w, g, m, *, c, lr, beta1, beta2, eps, weight_decay, maximize
     # nu_t = beta2 (m_{t-1}/c)^2 + (1-beta2) g^2 = (1-beta2) * u  with  u = g g + k m m,
     # k = beta2 / ((1-beta2) c^2). Then with s = sqrt(1-beta2):
     #   (lr/c) m_t / (sqrt(nu_t) + eps) = (lr/(c s)) m_t / (sqrt(u) + eps/s),
-    # which saves one pass over memory (the identity is tested in tests/test_functional.py).
+    # which saves one pass over memory (the identity is tested in tests/adams/test_functional.py).
     s = math.sqrt(1.0 - beta2)
     u = torch._foreach_mul(g, g)
     torch._foreach_addcmul_(u, m, m, value=beta2 / ((1.0 - beta2) * c * c))

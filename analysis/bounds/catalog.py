@@ -7,7 +7,7 @@ whether its constants are **exact** or **order-only**.
 
 - *Exact*: the three bounds proved in :mod:`analysis.bounds.l0l1` (clipped, normalized and fixed-step GD
   under (L0, L1)-smoothness). A run of the method with the bound's step sizes must need at most T
-  iterations; ``tests/test_bounds.py`` checks this on many random cases.
+  iterations; ``tests/analysis/bounds/test_bounds.py`` checks this on many random cases.
 - *Order-only*: the literature bounds (as summarized in ``docs/algorithm.md`` §4), and
   AdamS's own rate :math:`\tilde O(T^{-1/4})` from the paper, whose theorem's constants are not
   available to us. Their ``iterations`` evaluates the O(.) expression with every hidden constant set

@@ -1,7 +1,7 @@
 r"""The inequalities of :mod:`analysis.bounds.l0l1` and :mod:`analysis.bounds`, derived with sympy.
 
 Each function returns sympy expressions that the numeric twins are tested against
-(``tests/test_bounds.py``). Symbols: ``L0, L1`` the smoothness pair, ``G`` the gradient norm at the
+(``tests/analysis/bounds/test_bounds.py``). Symbols: ``L0, L1`` the smoothness pair, ``G`` the gradient norm at the
 start of a segment, ``r`` its length, ``s`` the position along it (0 to 1), ``eta``/``gamma`` the step
 and the largest step length of clipped GD.
 

@@ -3,7 +3,7 @@ r"""Inequalities for (L0, L1)-smooth functions, and iteration bounds with exact 
 Everything here is proved in the docstrings below from one assumption, and
 :mod:`analysis.bounds.derivations` derives the two integrals with sympy (the tests compare the two).
 These bounds are *ours*: they are not quoted from a paper, so their constants are exact and a
-simulation must never cross them (``tests/test_bounds.py`` checks that on many random cases).
+simulation must never cross them (``tests/analysis/bounds/test_bounds.py`` checks that on many random cases).
 
 **Assumption.** f is twice differentiable, bounded below by f*, and
 :math:`\|\nabla^2 f(x)\| \le L_0 + L_1 \|\nabla f(x)\|` for every x (spectral norm; Zhang, He, Sra,

@@ -20,7 +20,7 @@ With :math:`a = (1-\beta_1)/(1+\beta_1)` and :math:`r = \mu/\sigma`, Gaussian no
     \mathrm{Var}[V] = \beta_2^2 (4\mu^2 a\sigma^2 + 2a^2\sigma^4) + (1-\beta_2)^2 (4\mu^2\sigma^2 + 2\sigma^4).
 
 These functions are written out by hand with plain arithmetic (so that they also accept sympy
-symbols) and ``tests/test_stationary.py`` checks them symbolically against the derivation in
+symbols) and ``tests/analysis/stationary/test_stationary.py`` checks them symbolically against the derivation in
 :mod:`analysis.stationary.derivations`. The Monte Carlo is :mod:`analysis.stationary.simulation`.
 
 >>> out = moments(mu=1.0, sigma=1.0, beta1=0.9, beta2=0.95)

@@ -17,7 +17,7 @@ satisfy exactly :math:`m_t = \mu + \sigma u_t` and :math:`S_t = \mu^2 + 2\mu\sig
 and :math:`V_t = \beta_2 (\mu + \sigma u_{t-1})^2 + (1-\beta_2)(\mu + \sigma\xi_t)^2`. The simulator
 advances (u, A, B) once per (beta1, beta2) pair and evaluates every (mu, sigma) of that pair from
 them: the grid points of one pair share their noise (common random numbers), which makes their
-*differences* precise; each point's own standard error is unaffected. ``tests/test_simulation.py``
+*differences* precise; each point's own standard error is unaffected. ``tests/analysis/stationary/test_simulation.py``
 checks the identity against a plain per-chain loop (:func:`reference_chain`).
 
 **Burn-in** (:func:`burn_in`). Starting at the noise-free fixed point, only the noise part has to

@@ -8,7 +8,7 @@ recipe of :func:`analysis.training.train` across processes.
 The global batch is the one :func:`analysis.training.train` draws for the same seed: every process
 draws it from the same generator and keeps its own ``batch_size / world_size`` rows, and the
 gradients are averaged. So a run on any number of processes follows the single-process run to
-float32 round-off (``tests/test_distributed.py`` checks it), and is a fair place to measure what
+float32 round-off (``tests/adams/test_distributed.py`` checks it), and is a fair place to measure what
 sharding changes: the optimizer state each process holds.
 
 ``examples/train_fsdp.py`` is the command-line entry point.

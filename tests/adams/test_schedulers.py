@@ -32,7 +32,7 @@ SCHEDULERS = {
 
 
 # CyclicLR and OneCycleLR cycle beta1 by default, and AdamS says so once (tested in
-# tests/test_hostile_adams.py); here only the schedules themselves are compared.
+# tests/adams/test_hostile_adams.py); here only the schedules themselves are compared.
 pytestmark = pytest.mark.filterwarnings("ignore:AdamS. the betas of parameter group")
 
 def test_every_scheduler_in_torch_is_covered():

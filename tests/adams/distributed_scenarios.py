@@ -1,6 +1,6 @@
-"""Training scenarios that ``tests/test_distributed.py`` runs on 2 CPU processes (gloo).
+"""Training scenarios that ``tests/adams/test_distributed.py`` runs on 2 CPU processes (gloo).
 
-    python tests/distributed_scenarios.py OUT_DIR
+    python tests/adams/distributed_scenarios.py OUT_DIR
 
 writes ``OUT_DIR/rank{0,1}.pt`` (what each process measured) and a sharded checkpoint under
 ``OUT_DIR/ckpt``. The same helpers, run in one process, give the reference the tests compare with.

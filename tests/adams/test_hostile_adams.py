@@ -507,7 +507,7 @@ def test_one_cycle_with_cycled_momentum_warns_once_and_fixed_betas_do_not():
 
 
 def test_the_readme_example_keeps_beta1_fixed():
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     example = readme[readme.index("## Training with AdamS"):]
     example = example[:example.index("```\n", example.index("```python") + 3)]
     assert "OneCycleLR(" in example and "cycle_momentum=False" in example

@@ -22,7 +22,7 @@ from smoothness.cli import main as cli_main
 from smoothness.frontier import frontier_band
 from smoothness.trajectory import read_table, write_table
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PROBLEM = textwrap.dedent(
     """
     import torch

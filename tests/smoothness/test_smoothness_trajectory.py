@@ -15,7 +15,7 @@ import smoothness
 from smoothness.cli import main as cli_main
 from smoothness.trajectory import read_table
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE = textwrap.dedent(
     """
     import torch

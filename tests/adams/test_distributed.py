@@ -17,7 +17,7 @@ import distributed_scenarios as S
 from adams.distributed import CheckpointError, load_checkpoint, save_checkpoint, state_bytes_per_rank
 from adams.functional import local_shards
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 # float32 runs agree to round-off: measured differences are 3e-6 (AdamS) and 2e-7 (AdamW) after 4 steps
 # that move the weights by 0.1; float64 runs of the same scenarios must agree to 1e-12
@@ -32,7 +32,7 @@ def max_diff(a: dict, b: dict) -> float:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    done = subprocess.run([sys.executable, str(ROOT / "tests" / "distributed_scenarios.py"), str(out)], env=ENV,
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "adams" / "distributed_scenarios.py"), str(out)], env=ENV,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     results = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
