@@ -42,6 +42,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from adams._hyper import Hyper
 from adams._overlap import describe_pair, first_overlap
 from adams._build import BuildError, Kernel, default_kernel, fused_available, kernel_or_none
 
@@ -219,10 +220,9 @@ def prepare(params, grads, exp_avgs, *, step: int | None = None,
                     int(step or 0), [*params, *exp_avgs])
 
 
-def run(kernel: Kernel, call: Prepared, *, lr: float, beta1: float, beta2: float, eps: float,
-        weight_decay: float, bias_correction: bool, maximize: bool, threads: int | None = None,
+def run(kernel: Kernel, call: Prepared, hyper: Hyper, *, threads: int | None = None,
         chunk: int | None = None) -> None:
-    """Dispatch a :class:`Prepared` call to ``kernel``.
+    """Dispatch a :class:`Prepared` call to ``kernel`` with the hyperparameters ``hyper``.
 
     ``threads=None`` takes ``torch.get_num_threads()`` threads but none with fewer than
     :data:`GRAIN` elements; a number is used as given. ``chunk=None`` gives each thread one chunk
@@ -238,8 +238,8 @@ def run(kernel: Kernel, call: Prepared, *, lr: float, beta1: float, beta2: float
     status = kernel.lib.adams_step(
         DTYPE_CODES[call.dtype], call.count, base, base + row, base + 2 * row, base + 3 * row,
         None if call.step else base + 4 * row, float(call.step),
-        float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
-        int(bool(bias_correction)), int(bool(maximize)), int(threads), int(chunk),
+        float(hyper.lr), float(hyper.beta1), float(hyper.beta2), float(hyper.eps), float(hyper.weight_decay),
+        int(hyper.bias_correction), int(hyper.maximize), int(threads), int(chunk),
     )
     if status != 0:
         error = Rejected if status in (-4, -5) else RuntimeError
@@ -256,7 +256,7 @@ def step_(
     """:func:`fused_adams_` with an explicit kernel, and optionally thread count and chunk size
     (see :func:`run`)."""
     call = prepare(params, grads, exp_avgs, step=step, state_steps=state_steps)
-    run(kernel, call, threads=threads, chunk=chunk, **hyper)
+    run(kernel, call, Hyper(**hyper), threads=threads, chunk=chunk)
 
 
 def fused_adams_(
@@ -288,5 +288,4 @@ def fused_adams_(
     """
     kernel = default_kernel()
     call = prepare(params, grads, exp_avgs, step=step, state_steps=state_steps)
-    run(kernel, call, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-        bias_correction=bias_correction, maximize=maximize)
+    run(kernel, call, Hyper(lr, beta1, beta2, eps, weight_decay, bias_correction, maximize))

@@ -30,7 +30,7 @@ def scalar(value: float | Tensor, name: str) -> float:
     return float(value)
 
 
-def validate_group(group: dict) -> dict:
+def validate_group(group: dict) -> F.Hyper:
     """Check a parameter group's hyperparameters; return them as the functional core takes them.
 
     Runs when a group is added and again at every step, so a value set on ``param_groups`` later
@@ -42,12 +42,11 @@ def validate_group(group: dict) -> dict:
     betas = group["betas"]
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         raise ValueError(f"Invalid betas: betas={betas!r} (must be a pair (beta1, beta2))")
-    hyper = dict(
+    hyper = F.Hyper(  # checked when made
         lr=scalar(group["lr"], "lr"), beta1=scalar(betas[0], "betas[0]"), beta2=scalar(betas[1], "betas[1]"),
         eps=scalar(group["eps"], "eps"), weight_decay=scalar(group["weight_decay"], "weight_decay"),
         bias_correction=group["bias_correction"], maximize=group["maximize"],
     )
-    F.check_hyperparameters(**hyper)
     for name in ("foreach", "fused"):
         if group[name] not in (None, True, False):
             raise TypeError(f"{name} must be None, True or False, got {type(group[name]).__name__} {group[name]!r}")

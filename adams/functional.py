@@ -30,7 +30,6 @@ its own shards with no communication, and every path, the fused kernel included,
 from __future__ import annotations
 
 import math
-import numbers
 from collections import defaultdict
 from operator import attrgetter
 from typing import Literal, Sequence
@@ -40,9 +39,10 @@ from torch import Tensor
 
 from adams import _fused
 from adams._fused import fused_adams_, fused_available
+from adams._hyper import Hyper, check_hyperparameters
 from adams._overlap import describe_pair, first_overlap
 
-__all__ = ["adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor", "local_shards",
+__all__ = ["Hyper", "adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor", "local_shards",
            "local_tensors", "check_hyperparameters", "check_tensors", "check_layout", "check_overlap", "check_steps",
            "fused_calls", "run_fused", "fused_adams_", "fused_available"]
 
@@ -87,16 +87,14 @@ def adams_update(
     return w, m
 
 
-def adams_tensor_(
-    param: Tensor, grad: Tensor, exp_avg: Tensor, *, step: int, **hyper
-) -> None:
+def adams_tensor_(param: Tensor, grad: Tensor, exp_avg: Tensor, *, step: int, hyper: Hyper) -> None:
     """Apply :func:`adams_update` to one tensor in place (the readable for-loop path)."""
     if param.dtype in _LOW_PRECISION:
         w_new, m_new = adams_update(
-            param.float(), grad.float(), exp_avg.float(), step=step, **hyper
+            param.float(), grad.float(), exp_avg.float(), step=step, **hyper.as_kwargs()
         )
     else:
-        w_new, m_new = adams_update(param, grad, exp_avg, step=step, **hyper)
+        w_new, m_new = adams_update(param, grad, exp_avg, step=step, **hyper.as_kwargs())
     param.copy_(w_new)
     exp_avg.copy_(m_new)
 
@@ -126,34 +124,22 @@ def _batches(params, grads, exp_avgs):
         yield batch
 
 
-def adams_foreach_(
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avgs: list[Tensor],
-    *,
-    step: int,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    bias_correction: bool = True,
-    maximize: bool = False,
-) -> None:
+def adams_foreach_(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, step: int,
+                   hyper: Hyper) -> None:
     """The update on lists of tensors that share a device, a dtype and a step count."""
-    c = bias_correction_factor(beta1, step, bias_correction)
+    c = bias_correction_factor(hyper.beta1, step, hyper.bias_correction)
     for batch in _batches(params, grads, exp_avgs):
         w, g, m = (list(x) for x in zip(*batch))
-        _foreach_batch_(w, g, m, c=c, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                        weight_decay=weight_decay, maximize=maximize)
+        _foreach_batch_(w, g, m, c=c, hyper=hyper)
 
 
-def _foreach_batch_(w, g, m, *, c, lr, beta1, beta2, eps, weight_decay, maximize) -> None:
+def _foreach_batch_(w, g, m, *, c: float, hyper: Hyper) -> None:
+    lr, beta1, beta2, eps, weight_decay = hyper.lr, hyper.beta1, hyper.beta2, hyper.eps, hyper.weight_decay
     low = w[0].dtype in _LOW_PRECISION
     if low:  # compute in float32 copies, write back (rounding once) at the end
         params, exp_avgs = w, m
         w, g, m = ([t.float() for t in ts] for ts in (w, g, m))
-    if maximize:
+    if hyper.maximize:
         g = torch._foreach_neg(g)
     if lr * weight_decay != 0.0:
         torch._foreach_mul_(w, 1.0 - lr * weight_decay)  # w <- (1 - lr*lambda) w
@@ -222,32 +208,6 @@ def local_shards(
             for out, t in zip(shards, (p, g, m)):
                 out.append(t.to_local())
     return shards
-
-
-def check_hyperparameters(*, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
-                          bias_correction: bool = True, maximize: bool = False) -> None:
-    """Raise ``ValueError`` (``TypeError`` for a wrong type) naming the first unusable hyperparameter.
-
-    ``lr``, ``eps`` and ``weight_decay`` are finite numbers >= 0, the betas lie in [0, 1), and the
-    two flags are booleans (a string such as ``'no'`` would otherwise count as true).
-    """
-    if type(lr) is type(eps) is type(weight_decay) is type(beta1) is type(beta2) is float and (
-            0.0 <= lr < math.inf and 0.0 <= eps < math.inf and 0.0 <= weight_decay < math.inf
-            and 0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0 and type(bias_correction) is type(maximize) is bool):
-        return  # the usual case, in one expression
-    for name, value in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-        if not (math.isfinite(float(value)) and value >= 0.0):
-            raise ValueError(f"Invalid {name}: {name}={value} (must be a finite number >= 0)")
-    for i, beta in enumerate((beta1, beta2)):
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
-            raise TypeError(f"betas[{i}] must be a number, got {type(beta).__name__} {beta!r}")
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"Invalid beta{i + 1}: betas[{i}]={beta} (must be in [0, 1))")
-    for name, flag in (("bias_correction", bias_correction), ("maximize", maximize)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be True or False, got {type(flag).__name__} {flag!r}")
 
 
 _shape, _device = attrgetter("shape"), attrgetter("device")
@@ -387,15 +347,11 @@ def adams(
         )
     if impl not in ("forloop", "foreach", "fused"):
         raise ValueError(f"impl must be 'forloop', 'foreach' or 'fused', got {impl!r}")
-    hyper = dict(
-        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-        bias_correction=bias_correction, maximize=maximize,
-    )
-    check_hyperparameters(**hyper)
+    hyper = Hyper(lr, beta1, beta2, eps, weight_decay, bias_correction, maximize)  # checked when made
     params, grads, exp_avgs = local_tensors(params, grads, exp_avgs)
     check_tensors(params, grads, exp_avgs)
     check_steps(state_steps)
-    apply_checked(params, grads, exp_avgs, state_steps, impl=impl, **hyper)
+    apply_checked(params, grads, exp_avgs, state_steps, impl=impl, hyper=hyper)
 
 
 def fused_calls(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
@@ -414,33 +370,33 @@ def fused_calls(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor
     return [_fused.prepare(p, g, m, state_steps=s, overlap_checked=overlap_checked) for p, g, m, s in groups]
 
 
-def run_fused(calls: Sequence[_fused.Prepared], **hyper) -> None:
+def run_fused(calls: Sequence[_fused.Prepared], hyper: Hyper) -> None:
     """Run checked kernel calls (:func:`fused_calls`); the kernel increments the step counters."""
     kernel = _fused.default_kernel()
     for call in calls:
-        _fused.run(kernel, call, **hyper)
+        _fused.run(kernel, call, hyper)
 
 
 def apply_checked(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
-                  state_steps: Sequence[Tensor], *, impl: Impl, **hyper) -> None:
+                  state_steps: Sequence[Tensor], *, impl: Impl, hyper: Hyper) -> None:
     """The update of :func:`adams` on tensors that have passed its checks (local, real views).
 
     The fused path may still raise :class:`adams._fused.Rejected` for tensors the kernel cannot
     take (not contiguous, on another device), before anything is written.
     """
     if impl == "fused":
-        run_fused(fused_calls(params, grads, exp_avgs, state_steps, overlap_checked=True), **hyper)
+        run_fused(fused_calls(params, grads, exp_avgs, state_steps, overlap_checked=True), hyper)
         return
 
     steps = [t + 1 for t in check_steps(state_steps)]
     torch._foreach_add_(list(state_steps), 1.0)
     if impl == "forloop":
         for p, g, m, t in zip(params, grads, exp_avgs, steps):
-            adams_tensor_(p, g, m, step=t, **hyper)
+            adams_tensor_(p, g, m, step=t, hyper=hyper)
         return
     buckets: dict[tuple, list[tuple[Tensor, Tensor, Tensor]]] = defaultdict(list)
     for p, g, m, t in zip(params, grads, exp_avgs, steps):
         buckets[(p.device, p.dtype, t)].append((p, g, m))
     for (_, _, t), bucket in buckets.items():
         ps, gs, ms = (list(x) for x in zip(*bucket))
-        adams_foreach_(ps, gs, ms, step=t, **hyper)
+        adams_foreach_(ps, gs, ms, step=t, hyper=hyper)

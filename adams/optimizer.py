@@ -234,9 +234,9 @@ class AdamS(torch.optim.Optimizer):
         self.state.update(fresh)  # the first step of some parameters: their state starts now
         for plan in plans:
             if plan.calls is not None:  # increments every state["step"], then updates params and exp_avgs
-                F.run_fused(plan.calls, **plan.hyper)
+                F.run_fused(plan.calls, plan.hyper)
             else:
-                F.apply_checked(*plan.tensors, plan.steps, **plan.hyper, impl=plan.impl)
+                F.apply_checked(*plan.tensors, plan.steps, impl=plan.impl, hyper=plan.hyper)
         return loss
 
     def _plan(self) -> tuple[list[_Plan], dict]:
@@ -347,7 +347,7 @@ class _Plan:
     group: dict
     tensors: tuple[list[Tensor], list[Tensor], list[Tensor]]  # params, grads, exp_avgs as updated
     steps: list[Tensor]
-    hyper: dict
+    hyper: F.Hyper
     impl: F.Impl
 
     @property
