@@ -78,25 +78,21 @@ def _quiet_single_process():
         yield
 
 
-def _fill_state(optimizer: torch.optim.Optimizer) -> list[dict]:
+def _fill_state(optimizer: torch.optim.Optimizer) -> None:
     """Give every AdamS parameter its state (``step`` 0, zero momentum) if it has none yet.
 
     DCP needs a state entry for every parameter, and makes missing ones by taking a step with zero
     gradients and learning rate 0; for AdamS that records step 1 instead of 0, and with ``eps=0`` it
     writes 0/0 = NaN into the parameters. This is the state AdamS would create at its first step.
-    Returns the state dicts it filled.
     """
     if not isinstance(optimizer, AdamS):
-        return []
-    filled = []
+        return
     for group in optimizer.param_groups:
         for p in group["params"]:
             state = optimizer.state[p]
             if not state:
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                filled.append(state)
-    return filled
 
 
 def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
@@ -180,9 +176,8 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
         raise CheckpointError(f"{path} holds no optimizer state; pass optimizer=None to load the model only")
     # parameters without state now: loading (DCP for any optimizer, _fill_state for AdamS) gives
     # them some, which a failed load must take back
-    stateless = [p for g in optimizer.param_groups for p in g["params"] if not optimizer.state.get(p)] \
-        if optimizer is not None else []
-    _fill_state(optimizer) if optimizer is not None else None
+    groups = optimizer.param_groups if optimizer is not None else []
+    stateless = [p for g in groups for p in g["params"] if not optimizer.state.get(p)]
     try:
         live = _state(model, optimizer)
         unexpected = sorted({k[len("model."):] for k in saved if k.startswith("model.")} - set(live["model"]))

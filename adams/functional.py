@@ -350,8 +350,8 @@ def adams(
     hyper = Hyper(lr, beta1, beta2, eps, weight_decay, bias_correction, maximize)  # checked when made
     params, grads, exp_avgs = local_tensors(params, grads, exp_avgs)
     check_tensors(params, grads, exp_avgs)
-    check_steps(state_steps)
-    apply_checked(params, grads, exp_avgs, state_steps, impl=impl, hyper=hyper)
+    counts = check_steps(state_steps)
+    apply_checked(params, grads, exp_avgs, state_steps, impl=impl, hyper=hyper, counts=counts)
 
 
 def fused_calls(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
@@ -378,17 +378,19 @@ def run_fused(calls: Sequence[_fused.Prepared], hyper: Hyper) -> None:
 
 
 def apply_checked(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
-                  state_steps: Sequence[Tensor], *, impl: Impl, hyper: Hyper) -> None:
+                  state_steps: Sequence[Tensor], *, impl: Impl, hyper: Hyper, counts: Sequence[int]) -> None:
     """The update of :func:`adams` on tensors that have passed its checks (local, real views).
 
-    The fused path may still raise :class:`adams._fused.Rejected` for tensors the kernel cannot
-    take (not contiguous, on another device), before anything is written.
+    ``counts`` are the step counters' values as :func:`check_steps` read them (the steps taken so
+    far); the fused kernel reads the counters itself. The fused path may still raise
+    :class:`adams._fused.Rejected` for tensors the kernel cannot take (not contiguous, on another
+    device), before anything is written.
     """
     if impl == "fused":
         run_fused(fused_calls(params, grads, exp_avgs, state_steps, overlap_checked=True), hyper)
         return
 
-    steps = [t + 1 for t in check_steps(state_steps)]
+    steps = [t + 1 for t in counts]
     torch._foreach_add_(list(state_steps), 1.0)
     if impl == "forloop":
         for p, g, m, t in zip(params, grads, exp_avgs, steps):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Callable, Iterable, Literal
@@ -236,7 +236,7 @@ class AdamS(torch.optim.Optimizer):
             if plan.calls is not None:  # increments every state["step"], then updates params and exp_avgs
                 F.run_fused(plan.calls, plan.hyper)
             else:
-                F.apply_checked(*plan.tensors, plan.steps, impl=plan.impl, hyper=plan.hyper)
+                F.apply_checked(*plan.tensors, plan.steps, impl=plan.impl, hyper=plan.hyper, counts=plan.counts)
         return loss
 
     def _plan(self) -> tuple[list[_Plan], dict]:
@@ -279,10 +279,13 @@ class AdamS(torch.optim.Optimizer):
                 F.check_layout(*joined)  # the same problem, with the tensor counted over all groups
                 raise
             F.check_overlap(*joined)
-            F.check_steps([t for plan in plans for t in plan.steps])
+            counts = F.check_steps([t for plan in plans for t in plan.steps])
         except ValueError as err:
             raise ValueError(f"AdamS: {err} (tensors counted over all parameter groups, in order); "
                              "no parameter or state was changed") from None
+        at = 0
+        for plan in plans:  # each group's counter values, read once above
+            plan.counts, at = counts[at:at + len(plan.steps)], at + len(plan.steps)
         for reason in fallbacks:
             _warn(f"AdamS: fused path unavailable ({reason}); using foreach")
         return plans, fresh
@@ -356,6 +359,7 @@ class _Plan:
 
     grads: list[Tensor]  # as the parameters hold them (DTensors under FSDP2), for the non-finite check
     calls: list | None  # the fused kernel's checked calls, or None on another path
+    counts: list[int] = field(default_factory=list)  # the step counters' values before this step
 
 
 def _complete(state: dict) -> bool:
