@@ -53,9 +53,12 @@ class Run:
 # to the experiments. It is also an order of dependencies: training_memory reuses the parity runs
 # (through the training cache) and bounds_vs_simulation reads training_smoothness.json.
 COURSE = (
-    "adams_from_scratch",     # the update, its bounded step, its first step, its memory
+    "adams_from_scratch",     # the update line by line, on a toy valley next to AdamW and SGD
+    "adams_step_and_memory",  # its bounded step, its first step, its memory
     "optimizer_cost",         # what a step costs against the memory-bandwidth floor
     "stationary_statistics",  # why momentum can normalize: V against S under gradient noise
+    "stationary_steps",       # the normalized steps m/sqrt(V) and m/sqrt(S)
+    "stationary_noise_models",  # heavy-tailed and time-correlated noise
     "smoothness_probes",      # measuring (L0, L1)-smoothness
     "training_parity",        # AdamS against its peers on Shakespeare
     "training_memory",

@@ -361,9 +361,11 @@ claims = [
 ]
 numbers = {
     "step_bound": step_rows,
-    "exact": {"rows": exact.to_dict(orient="list"), "violations": violations, "undetermined": undetermined},
+    # the tables and curves behind the figure, reduced: counts, the tightest case of each kind, curves at 25 steps
+    "exact": {**bx.summarize_exact_table(exact.to_dict(orient="list")), "violations": violations,
+              "undetermined": undetermined},
     "exponents": expo, "eps_grid": list(eps_grid), "lrs": lrs.tolist(), "seeds": SEEDS,
-    "effective_steps": {str(s): r for s, r in eff.items()},
+    "effective_steps": {str(s): bx.thin_curves(r, 25) for s, r in eff.items()},
     "trajectory": {**theory, "run_step": run_step, "run_lr": run_config.lr, "run_clip": run_config.clip,
                    "source": source.name, "source_quick": bool(probe["quick"])},
     "registry": registry.to_dict(orient="records"),

@@ -24,8 +24,10 @@
 #
 # 31. *In the large-batch regime $E[V_\infty] \approx E[S_\infty]$*, so AdamS normalizes like Adam.
 # 32. *The variance difference between $V_\infty$ and $S_\infty$ is smallest near $\beta \approx 0.95$.*
-# 33. What a practitioner feels: the normalized steps $m/\sqrt{V}$ and $m/\sqrt{S}$ (our measurement).
-# 34. How far the conclusions carry beyond Gaussian i.i.d. noise (heavy tails, correlation in time).
+#
+# Two notebooks go on from here: `stationary_steps` (the normalized steps $m/\sqrt{V}$ and
+# $m/\sqrt{S}$ that a practitioner feels) and `stationary_noise_models` (heavy-tailed and
+# time-correlated noise).
 #
 # **Learning goals:** derive stationary moments from fixed points of moment recursions (sympy);
 # check a closed form with Monte Carlo *within standard errors*; read where a qualitative claim
@@ -242,136 +244,19 @@ fig.tight_layout()
 save_figure(fig, f"{NAME}_beta2")
 
 # %% [markdown]
-# ## 4. The normalized steps a practitioner feels
-#
-# With $\epsilon = 0$ the AdamS step of one coordinate is $\eta\, m_t/\sqrt{V_t}$ and Adam's (at
-# stationarity, where bias correction is gone) $\eta\, m_t/\sqrt{S_t}$. Both are bounded: AdamS's by
-# $\sqrt{\beta_1^2/\beta_2 + (1-\beta_1)^2/(1-\beta_2)}$ (1.026 at (0.9, 0.95)), Adam's by
-# $(1-\beta_1)/\sqrt{(1-\beta_2)(1-\beta_1^2/\beta_2)}$ (1.165). The question is where the mass sits.
-
-# %%
-STEP_SNR = (0.1, 1.0, 10.0)
-step_chains = 20_000 if QUICK else 100_000
-step_sim = st.simulate(list(STEP_SNR), 1.0, *PAPER_BETAS, chains=step_chains, seed=SEED, keep_samples=True)
-samples = step_sim.samples
-adams_bound = float(st.adams_step_bound(*PAPER_BETAS))
-adam_bound = float(st.adam_step_bound(*PAPER_BETAS))
-rms_snr = np.logspace(-2, 2, 9 if QUICK else 17)
-rms_sim = st.simulate(rms_snr, 1.0, *PAPER_BETAS, chains=CHAINS, seed=SEED)
-
-fig, axes = plt.subplots(1, 4, figsize=(18, 4.5))
-for ax, r, i in zip(axes, STEP_SNR, range(len(STEP_SNR))):
-    adams_steps = samples["m"][i] / np.sqrt(samples["V"][i])
-    adam_steps = samples["m"][i] / np.sqrt(samples["S"][i])
-    low = min(np.quantile(adams_steps, 1e-3), np.quantile(adam_steps, 1e-3))  # zoom in on where the mass is
-    bins = np.linspace(max(-1.2, low - 0.05), 1.2, 121)
-    ax.hist(adams_steps, bins=bins, density=True, alpha=0.55, color="tab:red", label="AdamS: m / sqrt(V)")
-    ax.hist(adam_steps, bins=bins, density=True, alpha=0.55, color="tab:blue", label="Adam: m / sqrt(S)")
-    for bound, color in ((adams_bound, "tab:red"), (adam_bound, "tab:blue")):
-        ax.axvline(bound, color=color, ls="--", lw=1)
-        ax.axvline(-bound, color=color, ls="--", lw=1)
-    ax.set_xlim(bins[0], bins[-1])
-    ax.set_xlabel("normalized step (units of the learning rate)")
-    ax.set_title(f"mu/sigma = {r:g}  (dashed: the bounds)")
-    ax.set_yscale("log")
-axes[0].set_ylabel("density (log scale)")
-axes[0].legend(fontsize=8, loc="lower center")
-ax = axes[3]
-for key, color, label in (("adams_step", "tab:red", "AdamS"), ("adam_step", "tab:blue", "Adam")):
-    ax.errorbar(rms_snr, rms_sim[f"{key}_rms"].value, yerr=1.96 * rms_sim[f"{key}_rms"].se, fmt="o-", ms=3,
-                color=color, label=f"{label}: RMS")
-    ax.fill_between(rms_snr, rms_sim[f"{key}_q0.05"].value, rms_sim[f"{key}_q0.95"].value, color=color, alpha=0.15,
-                    label=f"{label}: 5-95% range")
-ax.set_xscale("log")
-ax.set_xlabel(r"$\mu/\sigma$")
-ax.set_ylabel("normalized step")
-ax.set_title(f"RMS and spread of the step, betas {PAPER_BETAS}")
-ax.legend(fontsize=8)
-fig.suptitle(f"Normalized steps at stationarity, Gaussian noise ({step_chains} chains per panel)")
-fig.tight_layout()
-save_figure(fig, f"{NAME}_steps")
-rms_ratio_noise = rms_sim["rms_step_ratio"].value[0]
-print(f"RMS step at mu/sigma = {rms_snr[0]:g}: AdamS {rms_sim['adams_step_rms'].value[0]:.3f}, "
-      f"Adam {rms_sim['adam_step_rms'].value[0]:.3f} (ratio {rms_ratio_noise:.2f}); at {rms_snr[-1]:g}: "
-      f"{rms_sim['adams_step_rms'].value[-1]:.4f} vs {rms_sim['adam_step_rms'].value[-1]:.4f}")
-print(f"largest |step| seen: AdamS {step_sim.max_abs_step['adams_step'].max():.4f} (bound {adams_bound:.4f}), "
-      f"Adam {step_sim.max_abs_step['adam_step'].max():.4f} (bound {adam_bound:.4f})")
-
-# %% [markdown]
-# ## 5. Beyond the Gaussian model (simulation only)
-#
-# Student-t noise scaled to unit variance (3 and 5 degrees of freedom: infinite and finite kurtosis)
-# and AR(1) noise with lag-one correlation 0.5 and 0.9. The mean ratio needs only the noise's
-# variance when the noise is i.i.d., so heavy tails should leave it alone; correlation in time makes
-# the momentum noisier (it averages fewer independent gradients) and should raise $E[V]/E[S]$.
-# Variances are not compared under 3 degrees of freedom, where $\mathrm{Var}[S]$ is infinite.
-
-# %%
-NOISES = {"Gaussian": st.Gaussian(), "Student-t, 3 dof": st.StudentT(3), "Student-t, 5 dof": st.StudentT(5),
-          "AR(1), rho = 0.5": st.AR1(0.5), "AR(1), rho = 0.9": st.AR1(0.9)}
-robust = {name: st.simulate(line_snr, 1.0, *PAPER_BETAS, chains=CHAINS, seed=SEED, noise=noise)
-          for name, noise in NOISES.items()}
-fine_exact = st.moments(fine_snr, 1.0, *PAPER_BETAS)
-fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-palette = dict(zip(NOISES, sns.color_palette("colorblind", len(NOISES))))
-axes[0].plot(fine_snr, fine_exact["E_V"] / fine_exact["E_S"], "k", lw=1, label="Gaussian, closed form")
-for name, sim in robust.items():
-    est = sim["E_ratio"]
-    axes[0].errorbar(line_snr, est.value, yerr=1.96 * est.se, fmt="o-", ms=3, lw=0.8, color=palette[name], label=name)
-    est = sim["rms_step_ratio"]
-    axes[1].errorbar(line_snr, est.value, yerr=1.96 * est.se, fmt="o-", ms=3, lw=0.8, color=palette[name], label=name)
-axes[0].set_ylabel(r"$E[V_\infty] / E[S_\infty]$")
-axes[1].set_ylabel("RMS step, AdamS / Adam")
-for ax in axes:
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.axhline(1.0, color="0.4", lw=0.8)
-    ax.set_xlabel(r"$\mu/\sigma$")
-    ax.legend(fontsize=8)
-axes[0].set_title(f"Mean ratio under other noise, betas {PAPER_BETAS} (95% CI)")
-axes[1].set_title("How much larger AdamS's typical step is (95% CI)")
-fig.tight_layout()
-save_figure(fig, f"{NAME}_robustness")
-
-
-def threshold(snr_values, ratio, level):
-    """Smallest mu/sigma from which the ratio stays within level of 1 (linear in log mu/sigma)."""
-    outside = np.abs(ratio - 1) > level
-    last = np.flatnonzero(outside)
-    return float(snr_values[last[-1] + 1]) if last.size and last[-1] + 1 < snr_values.size else float(snr_values[0])
-
-
-def pm(est, index) -> str:
-    """'value +- SE' of one grid point of an Estimate."""
-    return format_pm(float(est.value[index]), float(est.se[index]))
-
-
-gauss_line = st.moments(line_snr, 1.0, *PAPER_BETAS)
-robust_summary = {}
-for name, sim in robust.items():
-    robust_summary[name] = {
-        "E_ratio": sim["E_ratio"].value, "E_ratio_se": sim["E_ratio"].se,
-        "rms_step_ratio": sim["rms_step_ratio"].value, "rms_step_ratio_se": sim["rms_step_ratio"].se,
-        "max_abs_z_vs_gaussian_E_ratio": float(np.abs(sim["E_ratio"].z(gauss_line["E_V"] / gauss_line["E_S"])).max()),
-        "E_ratio_at_largest_snr": float(sim["E_ratio"].value[-1]),
-    }
-    print(f"{name:>18}: E[V]/E[S] at mu/sigma = {line_snr[0]:g}: {pm(sim['E_ratio'], 0)}; at {line_snr[-1]:g}: "
-          f"{pm(sim['E_ratio'], -1)}; max |z| against the Gaussian closed form "
-          f"{robust_summary[name]['max_abs_z_vs_gaussian_E_ratio']:.1f}; RMS step ratio {pm(sim['rms_step_ratio'], 0)} "
-          f"-> {pm(sim['rms_step_ratio'], -1)}")
-
-# %% [markdown]
-# ## 6. Findings in words
+# ## 4. Findings in words
 #
 # The cell below prints each statement with the numbers this run measured; the same sentences go to
 # `paper_repro.md`.
 
 # %%
+fine_exact = st.moments(fine_snr, 1.0, *PAPER_BETAS)
 ratio_fine = fine_exact["E_V"] / fine_exact["E_S"]
-within5, within1 = threshold(fine_snr, ratio_fine, 0.05), threshold(fine_snr, ratio_fine, 0.01)
+within5, within1 = st.agreement_from(fine_snr, ratio_fine, 0.05), st.agreement_from(fine_snr, ratio_fine, 0.01)
 noise_limit = float(st.ratio_limits(*PAPER_BETAS)["E_noise"])
 # worst case over the standard grid's betas: the mu/sigma from which every beta is within 5%
-worst5 = max(threshold(fine_snr, (lambda o: o["E_V"] / o["E_S"])(st.moments(fine_snr, 1.0, b, b)), 0.05) for b in beta)
+worst5 = max(st.agreement_from(fine_snr, (lambda o: o["E_V"] / o["E_S"])(st.moments(fine_snr, 1.0, b, b)), 0.05)
+             for b in beta)
 at_1 = st.moments(1.0, 1.0, *PAPER_BETAS)
 mc_i = {r: int(np.argmin(np.abs(line_snr - r))) for r in (0.01, 1.0, 100.0)}
 row = LINE_BETA2.index(PAPER_BETAS[1])
@@ -380,8 +265,9 @@ finding_mean = (
     f"within 5% of 1 for mu/sigma >= {within5:.2f} and within 1% for >= {within1:.2f} "
     f"(every beta1 = beta2 on the grid: within 5% from mu/sigma >= {worst5:.2f}); "
     f"{float(at_1['E_V'] / at_1['E_S']):.3f} at mu/sigma = 1 and {noise_limit:.3f} in the noise-dominated limit. "
-    f"Monte Carlo ({CHAINS} chains, +- 1 SE): {pm(line_sim['E_ratio'], (row, mc_i[100.0]))} at mu/sigma = 100, "
-    f"{pm(line_sim['E_ratio'], (row, mc_i[1.0]))} at 1, {pm(line_sim['E_ratio'], (row, mc_i[0.01]))} at 0.01."
+    f"Monte Carlo ({CHAINS} chains, +- 1 SE): {format_pm(*line_sim['E_ratio'].at((row, mc_i[100.0])))} at "
+    f"mu/sigma = 100, {format_pm(*line_sim['E_ratio'].at((row, mc_i[1.0])))} at 1, "
+    f"{format_pm(*line_sim['E_ratio'].at((row, mc_i[0.01])))} at 0.01."
 )
 var_limits = st.ratio_limits(beta, beta)
 band_fraction = float(np.log(band.max() / band.min()) / np.log(eq_snr[-1] / eq_snr[0]))
@@ -395,31 +281,9 @@ finding_var = (
     f"{beta[0]:.3f} to {var_limits['Var_noise'][-1]:.4f} at beta = {beta[-1]:.3f} "
     f"({float(st.ratio_limits(0.95, 0.95)['Var_noise']):.3f} at 0.95): no beta near 0.95 is singled out. "
     f"At betas {PAPER_BETAS}, Var[V]/Var[S] = {float(at_1['Var_V'] / at_1['Var_S']):.3f} at mu/sigma = 1 "
-    f"(Monte Carlo {pm(line_sim['Var_ratio'], (row, mc_i[1.0]))})."
+    f"(Monte Carlo {format_pm(*line_sim['Var_ratio'].at((row, mc_i[1.0])))})."
 )
-finding_steps = (
-    f"At betas {PAPER_BETAS} the RMS normalized step is {pm(rms_sim['adams_step_rms'], 0)} for AdamS vs "
-    f"{pm(rms_sim['adam_step_rms'], 0)} for Adam at mu/sigma = {rms_snr[0]:g} (ratio {pm(rms_sim['rms_step_ratio'], 0)}), "
-    f"and {pm(rms_sim['adams_step_rms'], -1)} vs {pm(rms_sim['adam_step_rms'], -1)} at mu/sigma = {rms_snr[-1]:g}. "
-    f"In the noise-dominated regime AdamS's 5-95% range spans {rms_sim['adams_step_q0.05'].value[0]:.2f} to "
-    f"{rms_sim['adams_step_q0.95'].value[0]:.2f}, up to its bound {adams_bound:.3f} (largest seen "
-    f"{step_sim.max_abs_step['adams_step'].max():.4f} in {step_chains} chains x {len(STEP_SNR)} mu/sigma), while "
-    f"Adam's spans {rms_sim['adam_step_q0.05'].value[0]:.2f} to {rms_sim['adam_step_q0.95'].value[0]:.2f}."
-)
-t_names = [n for n in NOISES if n.startswith("Student")]
-t_worst = max(robust_summary[n]["max_abs_z_vs_gaussian_E_ratio"] for n in t_names)
-ar9 = robust["AR(1), rho = 0.9"]
-finding_robust = (
-    "Student-t noise (3 and 5 dof): E[V]/E[S] "
-    + ("stays on the Gaussian closed form" if t_worst < 4 else "leaves the Gaussian closed form")
-    + f" (max |z| = {t_worst:.1f} over {line_snr.size} values of mu/sigma; at mu/sigma = {line_snr[0]:g}: "
-    f"{pm(robust['Student-t, 3 dof']['E_ratio'], 0)} with 3 dof vs {float(gauss_line['E_V'][0] / gauss_line['E_S'][0]):.3f}). "
-    f"AR(1) noise raises the ratio in the noise regime ({pm(ar9['E_ratio'], 0)} at rho = 0.9, mu/sigma = {line_snr[0]:g}) "
-    f"and shrinks AdamS's step excess (RMS step ratio AdamS/Adam {pm(ar9['rms_step_ratio'], 0)} vs "
-    f"{pm(robust['Gaussian']['rms_step_ratio'], 0)} Gaussian). At mu/sigma = {line_snr[-1]:g} every noise gives "
-    f"E[V]/E[S] within {max(abs(v['E_ratio_at_largest_snr'] - 1) for v in robust_summary.values()):.1e} of 1."
-)
-for text in (finding_mean, finding_var, finding_steps, finding_robust):
+for text in (finding_mean, finding_var):
     print("-", text, "\n")
 
 # %% [markdown]
@@ -493,37 +357,6 @@ claims = [
                 "with beta1 = beta2 the variance ratio depends on beta only in the noise regime, monotonically. "
                 + mc_note,
     },
-    {
-        "id": "stationary-normalized-step",
-        "order": 33,
-        "claim": "AdamS's normalized step m/sqrt(V) behaves like Adam's m/sqrt(S) when mu/sigma is large; with "
-                 "noise-dominated gradients it is several times larger, close to a sign step.",
-        "paper_value": "not stated in the paper; follows from its E[V] vs E[S] argument (our measurement)",
-        "measured": finding_steps,
-        "command": COMMAND,
-        "verdict": "holds" if abs(rms_sim["adams_step_rms"].value[-1] / rms_sim["adam_step_rms"].value[-1] - 1) < 0.01
-        and rms_ratio_noise > 2 else "does not hold",
-        "note": "eps = 0, stationary law (no bias correction). RMS +- 1 SE (delta method) from "
-                f"{CHAINS} chains; the distributions are in figures/{NAME}_steps.png. Verdict rule: holds if the RMS "
-                "steps agree within 1% at mu/sigma = 100 and AdamS's is more than twice Adam's at mu/sigma = 0.01. "
-                "A practical reading: at the same learning rate, a coordinate whose gradient is mostly noise moves "
-                f"about {rms_ratio_noise:.1f} times farther per step under AdamS than under Adam.",
-    },
-    {
-        "id": "stationary-robust-to-noise-model",
-        "order": 34,
-        "claim": "The large-batch agreement E[V_inf] ~ E[S_inf] survives heavy-tailed (Student-t) and "
-                 "time-correlated (AR(1)) gradient noise.",
-        "paper_value": "the paper's analysis assumes i.i.d. Gaussian noise (our extension)",
-        "measured": finding_robust,
-        "command": COMMAND,
-        "verdict": "holds" if max(abs(s["E_ratio_at_largest_snr"] - 1) for s in robust_summary.values()) < 0.01
-        else "does not hold",
-        "note": "Verdict rule: holds if E[V]/E[S] is within 1% of 1 at mu/sigma = 100 under every noise model. "
-                "Simulation only (the closed forms assume independence over time; for i.i.d. noise they need only "
-                "four moments, which Student-t with 3 dof does not have). Student-t scaled to unit variance; AR(1) "
-                "with unit stationary variance and Gaussian innovations. " + mc_note,
-    },
 ]
 numbers = {
     # the grid's wall time is printed above, not stored: it changes from run to run (benchmarks/stationary.py
@@ -536,11 +369,6 @@ numbers = {
               **{k: {"value": line_sim[k].value, "se": line_sim[k].se} for k in ("E_ratio", "Var_ratio")}},
     "equalizing_beta2": {"snr": eq_snr[::20], **{str(b1): equalizing[b1][::20] for b1 in EQ_BETA1},
                          "snr_at_0.95": snr_at_095, "band_0.93_0.97": [band.min(), band.max()]},
-    "steps": {"snr": rms_snr, **{k: {"value": rms_sim[k].value, "se": rms_sim[k].se}
-                                 for k in ("adams_step_rms", "adam_step_rms", "adams_step_q0.05", "adams_step_q0.95",
-                                           "adam_step_q0.05", "adam_step_q0.95")},
-              "bounds": {"adams": adams_bound, "adam": adam_bound}},
-    "robustness": {"snr": line_snr, **robust_summary},
     "thresholds": {"within_5pct": within5, "within_1pct": within1, "noise_limit": noise_limit, "worst_beta_5pct": worst5},
 }
 print(save_results(NAME, numbers, claims))

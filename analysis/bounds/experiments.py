@@ -10,6 +10,8 @@
   runs, next to the safe step 1 / (L0 + L1 ||grad f||).
 - :func:`theory_for_trajectory`: the (L0, L1) pair a probe table supports, and what the clipped-GD
   theorem then recommends, next to what a training run used.
+- :func:`summarize_exact_table` and :func:`thin_curves`: what the notebook's results JSON keeps of the
+  first and third (the counts, the tightest cases, curves at log-spaced steps), not every run.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ from analysis.bounds.problems import Cosh, Problem, PseudoHuber, Quartic
 
 MAX_STEPS = 200_000  # the longest exact-bound run; a bound above it cannot be checked
 
-__all__ = ["MAX_STEPS", "exact_cases", "exact_bound_table", "ramp", "exponent_study", "effective_steps", "theory_for_trajectory"]
+__all__ = ["MAX_STEPS", "exact_cases", "exact_bound_table", "ramp", "exponent_study", "effective_steps", "theory_for_trajectory",
+           "summarize_exact_table", "thin_curves"]
 
 
 def _starts(problem: Problem, n: int, scale: float, rng: np.random.Generator) -> np.ndarray:
@@ -180,3 +183,51 @@ def theory_for_trajectory(local_smoothness, grad_norm, *, delta: float, eps: flo
     L0, L1, value = smoothness.choose_pair(L[keep], G[keep], lambda a, b: B.clipped_gd_iterations(a, b, delta, eps)
                                            if a > 0 else math.inf, l1_grid)
     return {**B.recommend(L0, L1, eps, delta), "eps": eps, "delta": float(delta), "points": int(keep.sum())}
+
+
+def summarize_exact_table(rows: dict[str, Sequence]) -> dict:
+    """The exact-bound table (columns as lists, as :func:`exact_bound_table` returns them, plus
+    ``ratio`` = bound / T) reduced to what a reader checks: per (family, method) the number of cases,
+    how many reached eps within the run, and the range of bound / T; and the tightest case (smallest
+    ratio among those reached) of each group, whole. A violation is a ratio below 1."""
+    columns = {k: np.asarray(v) for k, v in rows.items()}
+    missing = {"family", "method", "T", "bound", "ratio"} - set(columns)
+    if missing:
+        raise ValueError(f"the exact-bound table lacks the column(s) {sorted(missing)}")
+    lengths = {k: len(v) for k, v in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"the exact-bound table's columns differ in length: {lengths}")
+    reached = np.isfinite(columns["T"].astype(float))
+    groups, tightest = [], []
+    for family, method in dict.fromkeys(zip(columns["family"].tolist(), columns["method"].tolist())):
+        mask = (columns["family"] == family) & (columns["method"] == method)
+        ratio = columns["ratio"].astype(float)[mask & reached]
+        group = {"family": family, "method": method, "cases": int(mask.sum()), "reached": int((mask & reached).sum())}
+        if ratio.size:
+            group.update(ratio_min=float(ratio.min()), ratio_median=float(np.median(ratio)), ratio_max=float(ratio.max()))
+            i = np.flatnonzero(mask & reached)[int(np.argmin(ratio))]
+            tightest.append({k: v[i].item() if hasattr(v[i], "item") else v[i] for k, v in columns.items()})
+        groups.append(group)
+    return {"cases": int(reached.size), "reached": int(reached.sum()), "by_family_method": groups, "tightest": tightest}
+
+
+def thin_curves(result: dict, points: int = 25) -> dict:
+    """A copy of an :func:`effective_steps` result with every per-step curve kept at ``points``
+    log-spaced steps (1 to the last, each step at most once) and ``at_step`` naming them; the
+    summaries over all steps (medians, quantiles, the share above the safe step) are kept as they are."""
+    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+        raise ValueError(f"points must be an integer >= 2, got {points!r}")
+    out: dict = {}
+    for key, value in result.items():
+        if not isinstance(value, dict):
+            out[key] = value
+            continue
+        curves = {k: np.asarray(v) for k, v in value.items() if np.ndim(v) == 1}
+        if not curves:
+            out[key] = dict(value)
+            continue
+        steps = min(len(v) for v in curves.values())  # grad_norm has one more point (the last iterate)
+        at = np.unique(np.geomspace(1, steps, points).round().astype(int))
+        out[key] = {k: (np.asarray(v)[at - 1] if k in curves else v) for k, v in value.items()}
+        out[key]["at_step"] = at
+    return out

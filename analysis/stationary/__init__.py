@@ -11,13 +11,13 @@ One coordinate under gradient noise ``g_t = mu + sigma xi_t``:
 
 The names below are the ones a notebook or a user needs: ``from analysis import stationary as st``.
 """
-from analysis.stationary.closed_forms import (adam_step_bound, adams_step_bound, equalizing_beta2, moments,
-                                              ratio_limits, standard_grid, transient)
+from analysis.stationary.closed_forms import (adam_step_bound, adams_step_bound, agreement_from, equalizing_beta2,
+                                              moments, ratio_limits, standard_grid, transient)
 from analysis.stationary.noise import AR1, Gaussian, StudentT
 from analysis.stationary.simulation import Estimate, Simulation, SimulationTooLarge, burn_in, plan, simulate
 
 __all__ = [
     "moments", "transient", "ratio_limits", "equalizing_beta2", "adams_step_bound", "adam_step_bound",
-    "standard_grid", "simulate", "plan", "burn_in", "Estimate", "Simulation", "SimulationTooLarge",
+    "standard_grid", "agreement_from", "simulate", "plan", "burn_in", "Estimate", "Simulation", "SimulationTooLarge",
     "Gaussian", "StudentT", "AR1",
 ]

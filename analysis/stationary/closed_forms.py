@@ -37,7 +37,7 @@ import adams
 from analysis.stationary._grid import check_grid
 
 __all__ = ["moments", "transient", "ratio_limits", "equalizing_beta2", "adams_step_bound", "adam_step_bound",
-           "standard_grid"]
+           "standard_grid", "agreement_from"]
 
 
 def _closed_forms(mu, sigma, beta1, beta2, skewness=0, kurtosis=3) -> dict[str, Any]:
@@ -190,3 +190,29 @@ def standard_grid(n_beta: int = 30, n_snr: int = 30) -> tuple[np.ndarray, np.nda
     beta = 1 - np.logspace(np.log10(0.5), -3, n_beta)
     snr = np.logspace(-2, 2, n_snr)
     return beta, snr
+
+
+def agreement_from(snr, ratio, level: float) -> float:
+    """The smallest mu/sigma of a sampled curve from which ``ratio`` stays within ``level`` of 1.
+
+    ``snr`` is increasing and ``ratio`` is sampled on it; the answer is a point of ``snr`` (the one
+    after the last point outside the band), so it is as fine as the sampling. Returns ``snr[0]`` when
+    the whole curve is inside the band and raises if its last point is outside (no such mu/sigma).
+
+    >>> agreement_from(np.array([0.1, 1.0, 10.0]), np.array([0.5, 0.97, 0.999]), 0.05)
+    1.0
+    """
+    snr, ratio = np.asarray(snr, dtype=float), np.asarray(ratio, dtype=float)
+    if snr.ndim != 1 or snr.shape != ratio.shape or snr.size == 0:
+        raise ValueError(f"snr and ratio must be 1-D arrays of one length, got shapes {snr.shape} and {ratio.shape}")
+    if not (np.all(np.isfinite(snr)) and np.all(np.isfinite(ratio))) or np.any(np.diff(snr) <= 0):
+        raise ValueError("snr must be finite and increasing and ratio finite")
+    if not (np.isfinite(level) and level > 0):
+        raise ValueError(f"level must be a positive number, got {level!r}")
+    outside = np.flatnonzero(np.abs(ratio - 1) > level)
+    if outside.size == 0:
+        return float(snr[0])
+    if outside[-1] == snr.size - 1:
+        raise ValueError(f"the ratio is still {ratio[-1]:g} at the last mu/sigma ({snr[-1]:g}): it does not "
+                         f"come within {level:g} of 1 on this curve")
+    return float(snr[outside[-1] + 1])

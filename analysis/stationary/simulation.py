@@ -189,6 +189,10 @@ class Estimate:
         """Standard scores (value - reference) / se."""
         return (self.value - reference) / self.se
 
+    def at(self, index) -> tuple[float, float]:
+        """``(value, se)`` of one grid point, as floats: ``format_pm(*est.at(0))``."""
+        return float(np.asarray(self.value)[index]), float(np.asarray(self.se)[index])
+
 
 def _mean(x):
     return Estimate(x.mean(axis=1), x.std(axis=1, ddof=1) / math.sqrt(x.shape[1]))

@@ -185,3 +185,45 @@ def test_theory_for_trajectory_on_points_from_a_known_pair():
     assert out["step"] == pytest.approx(1 / (2 * out["L0"]))
     with pytest.raises(ValueError, match="at least two probe points"):
         bx.theory_for_trajectory([np.nan, 1.0], [1.0, np.nan], delta=1.0)
+
+
+def test_summarize_exact_table_counts_groups_and_keeps_the_tightest_case():
+    rows = {
+        "family": ["ramp", "ramp", "ramp", "cosh"],
+        "method": ["gd", "gd", "gd", "clipped"],
+        "T": [10.0, 4.0, float("inf"), 7.0],
+        "bound": [20.0, 6.0, 1e9, 70.0],
+        "eps": [0.1, 0.2, 0.01, 0.1],
+    }
+    rows["ratio"] = [b / t for b, t in zip(rows["bound"], rows["T"])]
+    out = bx.summarize_exact_table(rows)
+    assert (out["cases"], out["reached"]) == (4, 3)
+    ramp, cosh = out["by_family_method"]
+    assert (ramp["family"], ramp["method"], ramp["cases"], ramp["reached"]) == ("ramp", "gd", 3, 2)
+    assert (ramp["ratio_min"], ramp["ratio_max"]) == (1.5, 2.0)  # the unreached case is not in the range
+    assert out["tightest"][0] == {"family": "ramp", "method": "gd", "T": 4.0, "bound": 6.0, "eps": 0.2, "ratio": 1.5}
+    assert cosh["ratio_min"] == cosh["ratio_max"] == 10.0 and out["tightest"][1]["eps"] == 0.1
+
+
+def test_summarize_exact_table_refuses_a_table_it_cannot_read():
+    with pytest.raises(ValueError, match="lacks the column"):
+        bx.summarize_exact_table({"family": ["ramp"], "method": ["gd"], "T": [1.0]})
+    with pytest.raises(ValueError, match="differ in length"):
+        bx.summarize_exact_table({"family": ["ramp"], "method": ["gd"], "T": [1.0, 2.0], "bound": [1.0],
+                                  "ratio": [1.0]})
+
+
+def test_thin_curves_samples_log_spaced_steps_and_keeps_the_summaries():
+    steps = 1000
+    result = {"L0": 1.0, "L1": 2.0,
+              "adams": {"step_median": np.arange(1, steps + 1, dtype=float), "grad_norm": np.arange(steps + 1.0),
+                        "ratio_median": 0.4, "fraction_above_safe": 0.1}}
+    out = bx.thin_curves(result, points=10)
+    at = out["adams"]["at_step"]
+    assert at[0] == 1 and at[-1] == steps and np.all(np.diff(at) > 0) and len(at) <= 10
+    assert np.array_equal(out["adams"]["step_median"], at.astype(float))  # step t is entry t - 1
+    assert np.array_equal(out["adams"]["grad_norm"], at - 1.0)
+    assert (out["L0"], out["adams"]["ratio_median"], out["adams"]["fraction_above_safe"]) == (1.0, 0.4, 0.1)
+    assert result["adams"]["step_median"].size == steps  # the input is not changed
+    with pytest.raises(ValueError, match="points"):
+        bx.thin_curves(result, points=1)

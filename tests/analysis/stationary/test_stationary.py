@@ -169,3 +169,41 @@ def test_standard_grid_spans_the_issue_ranges():
 def test_bad_input_is_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         st.moments(**kwargs)
+
+
+def test_agreement_from_is_the_point_after_the_last_one_outside_the_band():
+    snr = np.array([0.1, 1.0, 2.0, 5.0, 10.0])
+    ratio = np.array([0.5, 0.96, 0.90, 0.97, 0.999])  # dips out of the 5% band again at 2.0
+    assert st.agreement_from(snr, ratio, 0.05) == 5.0
+    assert st.agreement_from(snr, ratio, 0.11) == 1.0
+    assert st.agreement_from(snr, ratio, 0.6) == 0.1  # the whole curve is inside
+
+
+def test_agreement_from_on_the_closed_form_matches_solving_by_hand():
+    # E[V]/E[S] = (r^2 + c)/(r^2 + 1) >= 0.95  <=>  r >= sqrt((0.95 - c)/0.05)
+    snr = np.logspace(-2, 2, 4001)
+    out = st.moments(snr, 1.0, 0.9, 0.95)
+    c = float(st.ratio_limits(0.9, 0.95)["E_noise"])
+    by_hand = np.sqrt((0.95 - c) / 0.05)
+    found = st.agreement_from(snr, out["E_V"] / out["E_S"], 0.05)
+    assert by_hand <= found <= by_hand * snr[1] / snr[0]  # the first grid point at or above the root
+
+
+@pytest.mark.parametrize("snr, ratio, level, message", [
+    ([0.1, 1.0], [0.5, 0.5], 0.05, "does not come within"),
+    ([1.0, 0.1], [1.0, 1.0], 0.05, "increasing"),
+    ([0.1, 1.0], [1.0, np.nan], 0.05, "finite"),
+    ([0.1, 1.0], [1.0], 0.05, "one length"),
+    ([0.1, 1.0], [1.0, 1.0], 0.0, "positive"),
+])
+def test_agreement_from_refuses_curves_it_cannot_answer(snr, ratio, level, message):
+    with pytest.raises(ValueError, match=message):
+        st.agreement_from(np.array(snr), np.array(ratio), level)
+
+
+def test_estimate_at_returns_one_point_as_floats():
+    est = st.Estimate(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[0.1, 0.2], [0.3, 0.4]]))
+    assert est.at((1, 0)) == (3.0, 0.3)
+    assert st.Estimate(np.array([5.0, 6.0]), np.array([0.5, 0.6])).at(-1) == (6.0, 0.6)
+    value, se = est.at((0, 1))
+    assert (value, se) == (2.0, 0.2) and type(value) is float and type(se) is float
