@@ -158,19 +158,24 @@ README_END = "<!-- end of step-time table -->"
 STEP_TIME_NOTEBOOK = "optimizer_cost"
 
 
-def readme_table(results_dir: str | os.PathLike) -> str | None:
-    """The README's step-time block for the results in ``results_dir`` (None if not measured yet)."""
-    from analysis.timing import steptime
-
-    path = Path(results_dir) / f"{STEP_TIME_NOTEBOOK}.json"
+def _block(results_dir: str | os.PathLike, notebook: str, render) -> str | None:
+    """``render(document)`` of ``notebook``'s results in ``results_dir``; None if it was not measured yet,
+    and a ``ValueError`` naming the file if the document lacks what ``render`` reads."""
+    path = Path(results_dir) / f"{notebook}.json"
     if not path.is_file():
         return None
     document = json.loads(path.read_text(encoding="utf-8"))
     try:
-        result = document["numbers"]["steptime"]
+        return render(document)
     except (KeyError, TypeError) as err:
-        raise ValueError(f"{path}: no numbers.steptime (the step-time result)") from err
-    return steptime.markdown_table(result)
+        raise ValueError(f"{path}: not a {notebook} result ({err!r} missing)") from err
+
+
+def readme_table(results_dir: str | os.PathLike) -> str | None:
+    """The README's step-time block for the results in ``results_dir`` (None if not measured yet)."""
+    from analysis.timing import steptime
+
+    return _block(results_dir, STEP_TIME_NOTEBOOK, lambda document: steptime.markdown_table(document["numbers"]["steptime"]))
 
 
 # The README's section on distributed training shows the training_distributed notebook's numbers here.
@@ -182,36 +187,33 @@ DISTRIBUTED_NOTEBOOK = "training_distributed"
 
 def distributed_table(results_dir: str | os.PathLike) -> str | None:
     """The README's block of per-process optimizer state (None if not measured yet)."""
-    path = Path(results_dir) / f"{DISTRIBUTED_NOTEBOOK}.json"
-    if not path.is_file():
-        return None
-    document = json.loads(path.read_text(encoding="utf-8"))
-    try:
-        n = document["numbers"]
-        world, fsdp, ddp, single = n["world_size"], n["fsdp"], n["ddp"], n["single"]
-        label = {"adams": "AdamS", "adamw": "AdamW"}
-        steps = fsdp["adams"]["config"]["steps"]
-        hw = document.get("hardware") or {}
-        lines = [f"Measured by the `{DISTRIBUTED_NOTEBOOK}` notebook ({'quick run, ' if document.get('quick') else ''}"
-                 f"{n['n_params']:,}-parameter GPT, {steps} steps, {world} CPU processes with gloo on "
-                 f"{hw.get('cpu', 'an unrecorded CPU')}, torch {hw.get('torch', '?')}). Bytes of every tensor in "
-                 f"`optimizer.state` on each process:",
-                 "",
-                 "| optimizer state | " + " | ".join(f"rank {r}" for r in range(world)) + " | one process |",
-                 "|---|" + "---|" * (world + 1)]
-        for how, runs in (("FSDP2", fsdp), ("DDP", ddp)):
-            for name in ("adams", "adamw"):
-                cells = [f"{b:,}" for b in runs[name]["state_bytes_per_rank"]]
-                lines.append(f"| {label[name]}, {how} | " + " | ".join(cells) + f" | {single[name]['state_bytes']:,} |")
-        ratios = ", ".join(f"{r:.4f}" for r in n["buffer_ratio_per_rank"])
-        lines += ["",
-                  f"AdamS's buffers over AdamW's under FSDP2, per process: {ratios}. Final validation loss on {world} "
-                  f"processes: AdamS {fsdp['adams']['val_loss'][-1]:.4f}, AdamW {fsdp['adamw']['val_loss'][-1]:.4f} "
-                  f"(one process: {single['adams']['final_val_loss']:.4f}, {single['adamw']['final_val_loss']:.4f}); "
-                  f"AdamS resumed on one process from the step-{n['resumed']['resumed_from']} checkpoint of the "
-                  f"{world}-process run: {n['resumed']['val_loss'][-1]:.4f}."]
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{path}: not a {DISTRIBUTED_NOTEBOOK} result ({err!r} missing)") from err
+    return _block(results_dir, DISTRIBUTED_NOTEBOOK, _distributed_lines)
+
+
+def _distributed_lines(document: dict) -> str:
+    n = document["numbers"]
+    world, fsdp, ddp, single = n["world_size"], n["fsdp"], n["ddp"], n["single"]
+    label = {"adams": "AdamS", "adamw": "AdamW"}
+    steps = fsdp["adams"]["config"]["steps"]
+    hw = document.get("hardware") or {}
+    lines = [f"Measured by the `{DISTRIBUTED_NOTEBOOK}` notebook ({'quick run, ' if document.get('quick') else ''}"
+             f"{n['n_params']:,}-parameter GPT, {steps} steps, {world} CPU processes with gloo on "
+             f"{hw.get('cpu', 'an unrecorded CPU')}, torch {hw.get('torch', '?')}). Bytes of every tensor in "
+             f"`optimizer.state` on each process:",
+             "",
+             "| optimizer state | " + " | ".join(f"rank {r}" for r in range(world)) + " | one process |",
+             "|---|" + "---|" * (world + 1)]
+    for how, runs in (("FSDP2", fsdp), ("DDP", ddp)):
+        for name in ("adams", "adamw"):
+            cells = [f"{b:,}" for b in runs[name]["state_bytes_per_rank"]]
+            lines.append(f"| {label[name]}, {how} | " + " | ".join(cells) + f" | {single[name]['state_bytes']:,} |")
+    ratios = ", ".join(f"{r:.4f}" for r in n["buffer_ratio_per_rank"])
+    lines += ["",
+              f"AdamS's buffers over AdamW's under FSDP2, per process: {ratios}. Final validation loss on {world} "
+              f"processes: AdamS {fsdp['adams']['val_loss'][-1]:.4f}, AdamW {fsdp['adamw']['val_loss'][-1]:.4f} "
+              f"(one process: {single['adams']['final_val_loss']:.4f}, {single['adamw']['final_val_loss']:.4f}); "
+              f"AdamS resumed on one process from the step-{n['resumed']['resumed_from']} checkpoint of the "
+              f"{world}-process run: {n['resumed']['val_loss'][-1]:.4f}."]
     return "\n".join(lines)
 
 

@@ -326,3 +326,12 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="markers are missing"):
         repro.update_readme(tmp_path, readme)
     assert readme.read_text() == "no markers\n"
+
+
+@pytest.mark.parametrize("render, notebook", [(repro.readme_table, "optimizer_cost"),
+                                              (repro.distributed_table, "training_distributed")])
+def test_readme_blocks_name_a_result_that_lacks_their_numbers(tmp_path, render, notebook):
+    assert render(tmp_path) is None  # not measured yet: the block is left alone
+    (tmp_path / f"{notebook}.json").write_text(json.dumps({"numbers": {"something": 1}}))
+    with pytest.raises(ValueError, match=rf"{notebook}\.json: not a {notebook} result"):
+        render(tmp_path)
