@@ -66,8 +66,10 @@ def seeds(quick: bool) -> tuple[int, ...]:
 
 def runs(configs: Sequence[TrainConfig], **kwargs) -> list[TrainResult]:
     """:func:`analysis.training.run_many` with the notebooks' defaults: two processes, or in this process
-    in quick mode (where starting a process would cost more than a run)."""
-    return run_many(configs, workers=kwargs.pop("workers", 1 if quick_mode() else 2), **kwargs)
+    in quick mode (where starting a process would cost more than a run); an ``executor=`` replaces both."""
+    if kwargs.get("executor") is None:
+        kwargs["workers"] = kwargs.get("workers") or (1 if quick_mode() else 2)
+    return run_many(configs, **kwargs)
 
 
 def cached_seconds(results: Iterable[TrainResult]) -> float:

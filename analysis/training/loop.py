@@ -2,8 +2,10 @@
 
 A run whose loss becomes non-finite stops there and is recorded as ``diverged`` (with the step),
 which is how the beta-sensitivity experiment finds instability. :func:`run_many` trains several
-configurations in parallel processes (one torch thread each). ``ADAMS_RECOMPUTE=1``
-(``python -m analysis.figures --recompute``) trains again.
+configurations in parallel processes (one torch thread each), or hands them to an executor: any
+object with ``concurrent.futures.Executor``'s ``submit`` (a ``ProcessPoolExecutor``, or
+``submitit.AutoExecutor`` to send the runs to Slurm), whose jobs write into the same cache
+directory. ``ADAMS_RECOMPUTE=1`` (``python -m analysis.figures --recompute``) trains again.
 """
 from __future__ import annotations
 
@@ -166,24 +168,85 @@ def _worker_main(payload: str) -> None:
           recompute=spec["recompute"])
 
 
-def _check_run_many_arguments(configs: list, workers: Any) -> None:
+def train_job(config: dict, cache_dir: str, recompute: bool = False) -> str:
+    """One run as an executor's job: train ``config`` (a :class:`TrainConfig` as a dict) with one
+    torch thread into ``cache_dir``, which the submitting process reads; returns the run's key.
+
+    A plain module-level function of plain arguments, so that a process pool or a Slurm job
+    (submitit) can pickle it and run it in another interpreter.
+    """
+    torch.set_num_threads(1)
+    run = TrainConfig.from_dict(config)
+    train(run, cache_dir=cache_dir, progress=False, recompute=recompute)
+    return run.key()
+
+
+def _check_run_many_arguments(configs: list, workers: Any, executor: Any) -> None:
     for i, c in enumerate(configs):
         if not isinstance(c, TrainConfig):
             raise TypeError(f"run_many: configs[{i}] must be a TrainConfig, got {type(c).__name__}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"run_many: workers must be None or an int >= 1, got {workers!r}")
+    if executor is not None:
+        if workers is not None:
+            raise ValueError("run_many: give workers (local processes) or executor, not both")
+        if not callable(getattr(executor, "submit", None)):
+            raise TypeError(f"run_many: executor must have a submit(fn, *args) method like "
+                            f"concurrent.futures.Executor or submitit's executors, got {executor!r}")
 
 
-def run_many(configs: Sequence[TrainConfig], *, workers: int | None = None, cache_dir: str | os.PathLike | None = None,
-             progress: bool | None = None, recompute: bool = False) -> list[TrainResult]:
+def _run_on_executor(configs: list[TrainConfig], executor: Any, cache: Path, progress: bool | None,
+                     recompute: bool) -> list[TrainResult]:
+    """Submit every configuration that the cache does not hold (each key once) and read the results
+    from the cache when their jobs end; a failed job raises with its configuration named."""
+    results: list[TrainResult | None] = [None] * len(configs)
+    jobs: dict[str, Any] = {}
+    for i, config in enumerate(configs):
+        key = config.key()
+        cached = None if recompute else cached_run(config, cache / key)
+        if cached is not None:
+            results[i] = cached
+        elif key not in jobs:
+            jobs[key] = executor.submit(train_job, dataclasses.asdict(config), str(cache), recompute)
+    for key, job in tqdm(jobs.items(), disable=None if progress is None else not progress, desc="training runs",
+                         unit="run"):
+        try:
+            job.result()
+        except Exception as err:
+            config = next(c for c in configs if c.key() == key)
+            raise RuntimeError(f"run_many: the job training {config} failed: {type(err).__name__}: {err}") from err
+    for i, config in enumerate(configs):
+        if results[i] is None:
+            try:
+                results[i] = read_verified(config, cache / config.key())
+            except DamagedRun as err:
+                raise RuntimeError(f"run_many: the job for {config} ended but left no valid run in "
+                                   f"{cache / config.key()} (is the cache on a file system the jobs share?): "
+                                   f"{err}") from None
+    return results  # type: ignore[return-value]
+
+
+def run_many(configs: Sequence[TrainConfig], *, workers: int | None = None, executor: Any = None,
+             cache_dir: str | os.PathLike | None = None, progress: bool | None = None,
+             recompute: bool = False) -> list[TrainResult]:
     """Train several configurations, ``workers`` at a time (default: the number of cores), each in its
     own process with one torch thread (``workers=1``: one after another in this process, also with
     one thread); results in input order. Cached results are read, not retrained. Every
-    configuration and argument is checked before any run starts."""
+    configuration and argument is checked before any run starts.
+
+    With ``executor`` (instead of ``workers``) each run that is not cached becomes one job,
+    ``executor.submit(train_job, ...)``: a ``concurrent.futures.ProcessPoolExecutor``, or submitit's
+    ``AutoExecutor`` / ``LocalExecutor`` for Slurm. The jobs write into ``cache_dir``, which must be on
+    a file system they share with this process; submitting the same sweep again submits only the runs
+    that are not finished.
+    """
     configs = list(configs)
-    _check_run_many_arguments(configs, workers)
+    _check_run_many_arguments(configs, workers, executor)
     for c in configs[:1]:  # the shared arguments, once
         _check_train_arguments(c, cache_dir, progress, recompute)
+    if executor is not None:
+        cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).resolve()  # jobs may start elsewhere
+        return _run_on_executor(configs, executor, cache, progress, recompute)
     workers = workers or max(1, min(len(configs), os.cpu_count() or 1))
     if workers == 1:  # in this process (no start-up cost), with one thread like the workers
         threads = torch.get_num_threads()
