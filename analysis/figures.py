@@ -60,6 +60,7 @@ COURSE = (
     "stationary_steps",       # the normalized steps m/sqrt(V) and m/sqrt(S)
     "stationary_noise_models",  # heavy-tailed and time-correlated noise
     "smoothness_probes",      # measuring (L0, L1)-smoothness
+    "training_lr_sweep",      # every optimizer's learning rate, bracketed over seeds
     "training_parity",        # AdamS against its peers on Shakespeare
     "training_memory",
     "training_betas",

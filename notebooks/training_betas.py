@@ -30,7 +30,7 @@
 # **Learning goals:** connect the step bound to training behaviour; read stability from spikes,
 # not only from the final loss.
 #
-# **Scale and its limits.** 200-step runs of a 0.35M-parameter model: instabilities that take
+# **Scale and its limits.** 200-step runs of a 0.11M-parameter model: instabilities that take
 # thousands of steps or large models to appear (the replication saw AdamS diverge only at 8B
 # parameters) cannot show here.
 

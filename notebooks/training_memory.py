@@ -31,7 +31,7 @@
 # **Learning goals:** measure memory instead of computing it from a formula; time optimizers
 # side by side; see why the optimizer step is a small part of a training step for a small model.
 #
-# **Scale and its limits.** At 0.35M parameters the forward and backward passes dominate a step,
+# **Scale and its limits.** At 0.11M parameters the forward and backward passes dominate a step,
 # so throughput differences between optimizers are small; the memory ratios do not depend on scale.
 
 # %%

@@ -31,7 +31,7 @@
 # one curve each; see why SGD with momentum needs its own learning rate; read what a small-scale
 # run can and cannot say about a 124M-parameter claim.
 #
-# **Scale and its limits.** 0.35M parameters, 0.8M training tokens (0.2 epochs), 400 steps: the
+# **Scale and its limits.** 0.11M parameters, 0.8M training tokens (0.2 epochs), 400 steps: the
 # runs are far from convergence and far below the paper's scale. Differences of a few hundredths
 # in loss here say which method learns faster early in training on this model, not what happens at
 # 124M parameters and 10B tokens.
@@ -137,7 +137,7 @@ claims = [{
     "note": ("Verdict rule: holds at our scale if the paired 95% interval contains 0 or lies below it. "
              + ("Here the interval lies below 0: AdamS reached a lower loss than AdamW, so AdamS loses nothing by "
                 "taking AdamW's recipe, but the two are not equal at this scale. " if hi < 0 else "")
-             + "Small model, 0.2 epochs, far from convergence: a statement about early training of a 0.35M-parameter "
+             + "Small model, 0.2 epochs, far from convergence: a statement about early training of a 0.11M-parameter "
                "model, not about GPT-2 124M. The learning rate was not tuned for either method."),
 }]
 numbers = {"sgd_sweep": {str(k): v for k, v in sgd_losses.items()}, "sgd_lr": SGD_LR,

@@ -31,7 +31,7 @@
 # **Learning goals:** run the probes on checkpoints a trainer wrote; read the frontier and its band;
 # separate what the data show (a correlation) from what a bound would need.
 #
-# **Scale and its limits.** Eleven checkpoints per run, one seed, a 0.35M-parameter model over
+# **Scale and its limits.** Eleven checkpoints per run, one seed, a 0.11M-parameter model over
 # 400 steps: few points for a frontier, and early training only.
 
 # %%

@@ -9,7 +9,8 @@
 
 A notebook imports what it needs from here: ``from analysis.report import save_figure, save_results``.
 """
-from analysis.report.claims import CLAIM_FIELDS, VERDICTS, format_pm, validate_claim
+from analysis.report.claims import (CLAIM_FIELDS, VERDICTS, equivalence_verdict, format_pm, noninferiority_verdict,
+                                     superiority_verdict, validate_claim)
 from analysis.report.files import atomic_write_bytes, atomic_write_text, write_report
 from analysis.timing.machine import cpu_model, hardware
 from analysis.report.results import FIGURE_DPI, FLOAT_DIGITS, RESULTS_SCHEMA, save_figure, save_results, to_json
@@ -18,4 +19,4 @@ from analysis.report.runs import REPO_ROOT, cache_root, cached, command_for, is_
 __all__ = ["save_figure", "save_results", "to_json", "format_pm", "validate_claim", "quick_mode", "output_dir",
            "cached", "cache_root", "is_fresh", "command_for", "hardware", "cpu_model", "atomic_write_bytes",
            "atomic_write_text", "write_report", "CLAIM_FIELDS", "VERDICTS", "FIGURE_DPI", "FLOAT_DIGITS",
-           "RESULTS_SCHEMA", "REPO_ROOT"]
+           "RESULTS_SCHEMA", "REPO_ROOT", "equivalence_verdict", "superiority_verdict", "noninferiority_verdict"]

@@ -2,6 +2,17 @@
 
 A claim is a dict with exactly the fields of :data:`CLAIM_FIELDS`; :func:`validate_claim` says which
 field is missing or bad. :func:`format_pm` writes a value with its standard error.
+
+Three verdict rules read a confidence interval of a difference ``d`` (for example the loss of AdamS
+minus that of AdamW, paired by seed) against a margin ``m`` stated before the runs; each can return
+every one of its verdicts, and an interval too wide to decide is ``"inconclusive"``, never a pass:
+
+* :func:`equivalence_verdict`: "the same" holds if the interval lies inside [-m, m], does not hold if it
+  lies wholly outside it;
+* :func:`superiority_verdict`: "lower" holds if the interval lies below 0, does not hold if it rules
+  out a decrease larger than m;
+* :func:`noninferiority_verdict`: "no worse than m" holds if the interval lies below m, does not hold
+  if it lies above m.
 """
 from __future__ import annotations
 
@@ -9,9 +20,10 @@ import math
 import re
 from typing import Any
 
-__all__ = ["VERDICTS", "CLAIM_FIELDS", "validate_claim", "format_pm"]
+__all__ = ["VERDICTS", "CLAIM_FIELDS", "validate_claim", "format_pm", "equivalence_verdict", "superiority_verdict",
+           "noninferiority_verdict"]
 
-VERDICTS = ("holds", "holds at our scale", "does not hold", "not testable here")
+VERDICTS = ("holds", "holds at our scale", "does not hold", "inconclusive", "not testable here")
 CLAIM_FIELDS = {
     "id": str,  # stable slug, unique across all notebooks
     "order": int,  # sort key in paper_repro.md
@@ -70,3 +82,61 @@ def format_pm(value: float, se: float, digits: int = 2) -> str:
         return f"{value:g} +- 0"
     decimals = max(0, digits - 1 - math.floor(math.log10(se)))
     return f"{value:.{decimals}f} +- {se:.{decimals}f}"
+
+
+def _interval(ci, margin) -> tuple[float, float, float]:
+    try:
+        lo, hi = (float(x) for x in ci)
+        margin = float(margin)
+    except (TypeError, ValueError):
+        raise ValueError(f"a verdict needs an interval (lo, hi) and a margin, got {ci!r} and {margin!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+        raise ValueError(f"the interval must be finite with lo <= hi, got ({lo}, {hi})")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"the margin must be a finite number >= 0, got {margin}")
+    return lo, hi, margin
+
+
+def equivalence_verdict(ci, margin: float, *, holds: str = "holds at our scale") -> str:
+    """``holds`` if the interval of d lies inside [-margin, margin]; "does not hold" if it lies wholly
+    outside (d is larger than the margin, one way or the other); else "inconclusive".
+
+    >>> equivalence_verdict((-0.01, 0.015), 0.02), equivalence_verdict((0.03, 0.05), 0.02), equivalence_verdict((0.0, 0.03), 0.02)
+    ('holds at our scale', 'does not hold', 'inconclusive')
+    """
+    lo, hi, margin = _interval(ci, margin)
+    if -margin <= lo and hi <= margin:
+        return holds
+    if hi < -margin or lo > margin:
+        return "does not hold"
+    return "inconclusive"
+
+
+def superiority_verdict(ci, margin: float, *, holds: str = "holds at our scale") -> str:
+    """For "d < 0" (lower is better): ``holds`` if the interval lies below 0; "does not hold" if its
+    lower end is above -margin (any decrease is smaller than the margin); else "inconclusive".
+
+    >>> superiority_verdict((-0.05, -0.01), 0.02), superiority_verdict((-0.01, 0.02), 0.02), superiority_verdict((-0.05, 0.01), 0.02)
+    ('holds at our scale', 'does not hold', 'inconclusive')
+    """
+    lo, hi, margin = _interval(ci, margin)
+    if hi < 0:
+        return holds
+    if lo > -margin:
+        return "does not hold"
+    return "inconclusive"
+
+
+def noninferiority_verdict(ci, margin: float, *, holds: str = "holds at our scale") -> str:
+    """For "d is at most margin": ``holds`` if the interval lies below margin; "does not hold" if it
+    lies above margin; else "inconclusive".
+
+    >>> noninferiority_verdict((0.0, 0.01), 0.02), noninferiority_verdict((0.03, 0.06), 0.02), noninferiority_verdict((0.01, 0.03), 0.02)
+    ('holds at our scale', 'does not hold', 'inconclusive')
+    """
+    lo, hi, margin = _interval(ci, margin)
+    if hi < margin:
+        return holds
+    if lo > margin:
+        return "does not hold"
+    return "inconclusive"

@@ -30,7 +30,8 @@ do not edit it by hand, rerun the command in a row instead. The paper is *AdamS:
 Can Be A Normalizer for LLM Pretraining and Post-training* (arXiv 2505.16363).
 
 Verdicts: **holds**; **holds at our scale** (true in our small CPU experiments, which cannot speak
-for the paper's model sizes); **does not hold**; **not testable here**.
+for the paper's model sizes); **does not hold**; **inconclusive** (the interval is too wide to decide
+with the seeds we ran); **not testable here**.
 """
 
 

@@ -7,11 +7,14 @@
 * :mod:`~analysis.training.cache`: the run cache, verified by a manifest of SHA-256 digests;
 * :mod:`~analysis.training.corpus`: the plays, shipped in ``analysis/training/data/`` with a pinned hash;
 * :mod:`~analysis.training.distributed`: the same recipe on several processes (DDP, FSDP2);
+* :mod:`~analysis.training.sweep`: learning-rate sweeps that bracket each optimizer's optimum;
 * :mod:`~analysis.training.experiments`: the experiments of the training notebooks (configurations,
   seeds, statistics). A new training experiment goes here, its figure in a notebook.
 
-Determinism for a seed: initialization from a forked torch RNG, batches from
-``np.random.default_rng(seed)``; reruns on the same machine and thread count give identical numbers.
+Determinism for a seed: initialization from a forked torch RNG seeded with ``seed``, batches from
+``np.random.default_rng(data_seed)`` (``seed`` when ``data_seed`` is None); reruns on the same machine
+and thread count give identical numbers. :func:`run_many` takes an executor (a process pool, submitit
+for Slurm) as well as local workers.
 Checkpoints follow :mod:`adams.checkpoints` and are readable by ``python -m smoothness probe``.
 """
 from analysis.training.cache import CachedRunWarning

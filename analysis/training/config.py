@@ -168,6 +168,8 @@ def _clean_fields(config: "TrainConfig") -> dict[str, Any]:
     clean["min_lr_ratio"] = _as_float("min_lr_ratio", config.min_lr_ratio, "in [0, 1]", lambda x: 0 <= x <= 1)
     if config.clip is not None:
         clean["clip"] = _as_float("clip", config.clip, "> 0 (None turns clipping off)", lambda x: x > 0)
+    if config.data_seed is not None:
+        clean["data_seed"] = _as_int("data_seed", config.data_seed, 0, MAX_SEED)
     clean["optimizer_kwargs"] = _as_kwargs(config.optimizer_kwargs)
     return clean
 
@@ -192,7 +194,8 @@ def _check_consistency(config: "TrainConfig") -> None:
 class TrainConfig:
     """One training run. Checked when made: ints are ints (not bools), floats finite, ``lr > 0``,
     ``0 <= min_lr_ratio <= 1``, ``clip`` None or > 0, ``betas`` a pair in [0, 1), ``eps`` and
-    ``weight_decay`` >= 0, ``seed`` a non-negative int, sizes and step counts >= 1 (``warmup`` in
+    ``weight_decay`` >= 0, ``seed`` (the initialization's, and the data order's unless
+    ``data_seed`` is given) a non-negative int, sizes and step counts >= 1 (``warmup`` in
     [0, steps], ``save_every`` >= 0 with 0 for no checkpoints), ``width`` divisible by ``heads``,
     ``optimizer`` registered in :data:`adams.OPTIMIZERS` and ``optimizer_kwargs`` (a dict, stored
     as sorted pairs) keywords that optimizer accepts, with values it accepts. That a window of
@@ -216,6 +219,7 @@ class TrainConfig:
     eval_batches: int = 8
     save_every: int = 0
     seed: int = 0
+    data_seed: int | None = None
     optimizer_kwargs: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     def __post_init__(self):
@@ -234,6 +238,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"TrainConfig has no field(s) {', '.join(sorted(map(str, unknown)))}")
         return cls(**d)
+
+    @property
+    def batch_seed(self) -> int:
+        """The seed of the order of training batches: ``data_seed``, or ``seed`` when that is None
+        (then one seed sets both the initialization and the data order)."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     def model_config(self, vocab: int) -> GPTConfig:
         return GPTConfig(vocab=vocab, block=self.block, layers=self.layers, heads=self.heads, width=self.width)

@@ -228,7 +228,7 @@ def _train_rank(rank: int, world_size: int, config_dict: dict, how: str, checkpo
     model = wrap(init_model(config, data.vocab_size), how)
     optimizer = optimizer_for(config, model)  # after wrapping: FSDP2 replaces the parameters
     params = [p for p in model.parameters() if p.requires_grad]
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.batch_seed)
     val = validation_batches(config, data.val)
     start_step, checkpoints = 0, []
     fingerprint = int(config.key()[:15], 16)  # of the configuration, package version and corpus

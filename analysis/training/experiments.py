@@ -4,8 +4,9 @@ Every notebook of the training track (``training_*.py``) takes its runs from her
 notebooks asking for the same configuration share one cached run (:func:`analysis.training.train`
 caches by configuration hash) and the numbers in ``paper_repro.md`` agree across notebooks.
 
-Scale: a 0.35M-parameter GPT (3 layers, width 96, context 64) on character-level Shakespeare, 400
-steps of 32 sequences (0.8M tokens, about 0.2 epochs), 35 s a run on one core. Quick mode
+Scale: a 0.11M-parameter GPT (2 layers, width 64, 2 heads, context 64) on character-level Shakespeare,
+400 steps of 32 sequences (0.8M characters, about 0.2 epochs), about 15 s a run on one core: small
+enough that every optimizer gets its own learning rate from a sweep over seeds. Quick mode
 (``ADAMS_QUICK=1``): one layer of width 32, 40 steps of 8 sequences of 32 characters.
 """
 from __future__ import annotations
@@ -24,15 +25,25 @@ from analysis.training import corpus
 from analysis.report.runs import STARTED_WALL
 from analysis.report import quick_mode
 from analysis.training import TrainConfig, TrainResult, build, default_cache_dir, lm_loss, run_many, sample_batch
+from analysis.training.sweep import Sweep, lr_grid, replicate_seeds, sweep_lr
+from analysis.report.claims import noninferiority_verdict
 
 __all__ = ["base_config", "seeds", "cached_seconds", "ADAPTIVE", "COMPARED", "SGD_LRS", "BETA_PAIRS", "summary", "paired_gap",
-           "runs", "interleaved_step_times", "ratio_ci", "loss_spike", "log_correlation", "ratio_summary"]
+           "runs", "interleaved_step_times", "ratio_ci", "loss_spike", "log_correlation", "ratio_summary",
+           "SWEEP_CENTERS", "PARITY_MARGIN", "sweep_seeds", "lr_sweeps", "inherit_verdict"]
 
 ADAPTIVE = ("adams", "adamw", "adam-mini", "adapm")
 COMPARED = ("adams", "adamw", "sgdm", "adam-mini", "adapm")
 #: SGD with momentum does not share the adaptive methods' learning rate; it gets the best of these
 SGD_LRS = (0.03, 0.1, 0.3)
 BETA_PAIRS = ((0.9, 0.95), (0.9, 0.99), (0.95, 0.95), (0.95, 0.98), (0.9, 0.999))
+#: where each optimizer's learning-rate sweep is centred: a factor-2 grid of five rates around it,
+#: extended by :func:`analysis.training.sweep.sweep_lr` until the best rate is bracketed
+SWEEP_CENTERS = {"adams": 3e-3, "adamw": 3e-3, "adam-mini": 3e-3, "adapm": 3e-3, "sgdm": 0.1}
+#: the loss difference (nats per character) below which two runs count as the same, fixed before any
+#: sweep ran: about 1% of the final losses here, and about the gap between neighbouring rates near
+#: an optimum on a factor-2 grid
+PARITY_MARGIN = 0.02
 
 
 def loss_spike(history: dict) -> float:
@@ -56,7 +67,7 @@ def base_config(quick: bool, **changes) -> TrainConfig:
         config = TrainConfig(steps=40, warmup=4, batch_size=8, block=32, layers=1, heads=2, width=32, log_every=5,
                              eval_every=10, eval_batches=4)
     else:
-        config = TrainConfig()
+        config = TrainConfig(layers=2, width=64, heads=2)
     return dataclasses.replace(config, **changes)
 
 
@@ -175,3 +186,48 @@ def ratio_summary(numerator: Sequence[float], denominator: Sequence[float], *, s
     return {"n": int(r.size), "median": float(np.median(r)), "mean": float(r.mean()),
             "mean_ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
             "q10": float(np.quantile(r, 0.1)), "q90": float(np.quantile(r, 0.9))}
+
+
+def sweep_seeds(quick: bool) -> tuple[tuple[int, int], ...]:
+    """The sweeps' replicates, ``(seed, data_seed)`` pairs: 3 (2 in quick mode)."""
+    return replicate_seeds(2 if quick else 3)
+
+
+def lr_sweeps(quick: bool, optimizers: Sequence[str] = COMPARED, **run_kwargs) -> dict[str, Sweep]:
+    """The learning-rate sweep of each optimizer on :func:`base_config` (cached run by run, so every
+    notebook that asks gets the same sweeps): a factor-2 grid of five rates around
+    :data:`SWEEP_CENTERS` (three in quick mode), :func:`sweep_seeds`, up to three extensions."""
+    unknown = [name for name in optimizers if name not in SWEEP_CENTERS]
+    if unknown:
+        raise ValueError(f"lr_sweeps: no sweep centre for {unknown}; known: {', '.join(SWEEP_CENTERS)}")
+    span = 1 if quick else 2
+    out = {}
+    for name in optimizers:
+        base = base_config(quick, optimizer=name)
+        out[name] = sweep_lr(base, lr_grid(SWEEP_CENTERS[name], below=span, above=span), sweep_seeds(quick),
+                             lambda configs: runs(configs, **run_kwargs), max_extensions=3)
+    return out
+
+
+def inherit_verdict(inherited: Sequence[float], own: Sequence[float], margin: float = PARITY_MARGIN) -> dict:
+    """Does AdamS lose less than ``margin`` by taking AdamW's best learning rate instead of its own?
+
+    ``inherited`` and ``own`` are final losses paired by seed (nan where a run diverged). A divergence
+    at the inherited rate is "does not hold"; otherwise the paired gap inherited - own and its 95%
+    interval go to :func:`analysis.report.claims.noninferiority_verdict` with ``margin``.
+
+    >>> inherit_verdict([2.005, 2.012, 2.003], [2.00, 2.01, 2.00])["verdict"]
+    'holds at our scale'
+    >>> inherit_verdict([float("nan"), 2.02, 2.00], [2.00, 2.01, 2.00])["verdict"]
+    'does not hold'
+    """
+    inherited, own = np.asarray(inherited, dtype=float), np.asarray(own, dtype=float)
+    if inherited.shape != own.shape or inherited.ndim != 1 or inherited.size < 2:
+        raise ValueError(f"inherit_verdict: two paired lists of at least 2 losses, got shapes {inherited.shape} "
+                         f"and {own.shape}")
+    if not np.all(np.isfinite(own)):
+        raise ValueError("inherit_verdict: a run at the optimizer's own best rate diverged, so it is not its best")
+    if not np.all(np.isfinite(inherited)):
+        return {"verdict": "does not hold", "diverged": int(np.sum(~np.isfinite(inherited))), "gap": None}
+    gap = paired_gap(inherited, own)
+    return {"verdict": noninferiority_verdict(gap["ci"], margin), "diverged": 0, "gap": gap}

@@ -41,7 +41,7 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
     """Train ``config``; checkpoints are written to ``write_dir`` and recorded under ``run_dir``,
     where they will be once the run is complete."""
     model, optimizer = build(config, data.vocab_size)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.batch_seed)
     val = validation_batches(config, data.val)
     params = [p for p in model.parameters() if p.requires_grad]
     history = {k: [] for k in HISTORY_KEYS}

@@ -335,3 +335,32 @@ def test_readme_blocks_name_a_result_that_lacks_their_numbers(tmp_path, render, 
     (tmp_path / f"{notebook}.json").write_text(json.dumps({"numbers": {"something": 1}}))
     with pytest.raises(ValueError, match=rf"{notebook}\.json: not a {notebook} result"):
         render(tmp_path)
+
+
+@pytest.mark.parametrize("rule, ci, expected", [
+    ("equivalence_verdict", (-0.019, 0.019), "holds at our scale"),
+    ("equivalence_verdict", (0.021, 0.05), "does not hold"),
+    ("equivalence_verdict", (-0.08, -0.03), "does not hold"),
+    ("equivalence_verdict", (-0.01, 0.03), "inconclusive"),
+    ("superiority_verdict", (-0.05, -0.001), "holds at our scale"),
+    ("superiority_verdict", (-0.019, 0.01), "does not hold"),
+    ("superiority_verdict", (0.01, 0.05), "does not hold"),
+    ("superiority_verdict", (-0.05, 0.001), "inconclusive"),
+    ("noninferiority_verdict", (-0.1, 0.019), "holds at our scale"),
+    ("noninferiority_verdict", (0.021, 0.04), "does not hold"),
+    ("noninferiority_verdict", (0.0, 0.03), "inconclusive"),
+])
+def test_every_interval_rule_returns_each_of_its_verdicts(rule, ci, expected):
+    from analysis.report import claims
+
+    assert getattr(claims, rule)(ci, 0.02) == expected
+    assert expected in claims.VERDICTS
+
+
+@pytest.mark.parametrize("ci, margin", [((0.1, -0.1), 0.02), ((float("nan"), 0.1), 0.02), ((0.0, 0.1), -1.0),
+                                        ("wide", 0.02)])
+def test_interval_rules_refuse_what_they_cannot_judge(ci, margin):
+    from analysis.report import claims
+
+    with pytest.raises(ValueError):
+        claims.equivalence_verdict(ci, margin)

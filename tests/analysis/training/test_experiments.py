@@ -61,3 +61,28 @@ def test_quick_and_full_configs():
     assert quick.steps < full.steps and quick.width < full.width
     assert ex.base_config(False, optimizer="adamw").optimizer == "adamw"
     assert len(ex.seeds(False)) >= 3 and ex.BETA_PAIRS[0] == (0.9, 0.95)
+
+
+@pytest.mark.parametrize("inherited, own, verdict", [
+    ([2.005, 2.012, 2.003], [2.000, 2.010, 2.000], "holds at our scale"),  # loses ~0.003, CI below the margin
+    ([2.060, 2.071, 2.065], [2.000, 2.010, 2.000], "does not hold"),       # loses ~0.06, CI above the margin
+    ([2.000, 2.060, 2.003], [2.000, 2.010, 2.000], "inconclusive"),        # too noisy to decide with 3 seeds
+    ([float("nan"), 2.01, 2.00], [2.000, 2.010, 2.000], "does not hold"),  # diverged at the inherited rate
+])
+def test_inherit_verdict_returns_each_of_its_verdicts(inherited, own, verdict):
+    out = ex.inherit_verdict(inherited, own)
+    assert out["verdict"] == verdict
+    assert (out["gap"] is None) == (verdict == "does not hold" and out["diverged"] > 0)
+
+
+def test_inherit_verdict_refuses_a_best_rate_that_diverged_and_unpaired_lists():
+    with pytest.raises(ValueError, match="own best rate diverged"):
+        ex.inherit_verdict([2.0, 2.0], [2.0, float("nan")])
+    with pytest.raises(ValueError, match="paired"):
+        ex.inherit_verdict([2.0, 2.0, 2.0], [2.0, 2.0])
+
+
+def test_lr_sweeps_use_the_stated_centres_and_refuse_unknown_optimizers():
+    with pytest.raises(ValueError, match="no sweep centre"):
+        ex.lr_sweeps(True, optimizers=["lion"])
+    assert set(ex.SWEEP_CENTERS) == set(ex.COMPARED)

@@ -80,3 +80,14 @@ def test_bad_configurations_are_named():
         TrainConfig(**{**TINY, "heads": 3})
     with pytest.raises(ValueError, match="warmup"):
         TrainConfig(**{**TINY, "warmup": 50})
+
+
+def test_data_seed_changes_the_batch_order_and_not_the_initialization(tmp_path):
+    same = train(TrainConfig(**TINY), cache_dir=tmp_path, progress=False)
+    explicit = train(TrainConfig(**TINY, data_seed=0), cache_dir=tmp_path, progress=False)
+    other = train(TrainConfig(**TINY, data_seed=7), cache_dir=tmp_path, progress=False)
+    assert explicit.history["train_loss"] == same.history["train_loss"]  # None means "the same as seed"
+    assert other.evals["val_loss"][0] == same.evals["val_loss"][0]  # the same initial model
+    assert other.history["train_loss"][1:] != same.history["train_loss"][1:]  # other batches
+    with pytest.raises(ValueError, match="data_seed"):
+        TrainConfig(**TINY, data_seed=-1)
