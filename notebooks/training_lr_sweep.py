@@ -33,9 +33,8 @@
 # than" with a margin fixed in advance instead of a p-value.
 #
 # **Scale and its limits.** The model and horizon of `analysis.training.experiments.base_config`
-# (printed below). The best learning rate depends on the horizon, the batch size and the model; the
-# headline comparison (`training_parity`) re-checks it at a longer horizon. Learning rates found here
-# say nothing about GPT-2 124M.
+# (printed below). The best learning rate depends on the horizon, the batch size and the model.
+# Learning rates found here say nothing about GPT-2 124M.
 
 # %%
 import dataclasses
@@ -72,11 +71,16 @@ print(f"model: {BASE.layers} layers, width {BASE.width}, context {BASE.block}; {
 # loss of AdamS at its own best rate, paired by seed, and the margin $m$ =
 # `ex.PARITY_MARGIN` (0.02 nats per character, fixed before any sweep ran): **holds at our scale** if
 # the 95% interval of $d$ lies below $m$; **does not hold** if it lies above $m$ or if AdamS diverged at
-# AdamW's rate; **inconclusive** otherwise. `tests/analysis/training/test_experiments.py` feeds the
+# AdamW's rate; **inconclusive** otherwise, and also whenever either sweep left its optimum
+# unbracketed (a grid edge is not a best rate). AdamS's own best is the best of several rates on the
+# same seeds, so it is biased low; the bias favours "does not hold" and matters only near the margin. `tests/analysis/training/test_experiments.py` feeds the
 # rule a synthetic case for each verdict.
 
 # %%
 sweeps = ex.lr_sweeps(QUICK)
+failed = [name for name, sweep in sweeps.items() if sweep.best is None]
+if failed:
+    raise RuntimeError(f"every learning rate diverged for {failed}: move SWEEP_CENTERS down")
 for name, sweep in sweeps.items():
     best = sweep.best
     cells = ", ".join(f"{p.lr:.2g}: " + ("diverged" if p.any_diverged else f"{p.score:.3f}") for p in sweep.points)
@@ -91,7 +95,7 @@ for name, sweep in sweeps.items():
 fig, ax = plt.subplots(figsize=(10, 5.6))
 palette = dict(zip(ex.COMPARED, sns.color_palette("tab10", len(ex.COMPARED))))
 finite = [x for s in sweeps.values() for p in s.points for x in p.losses if np.isfinite(x)]
-ceiling = min(max(finite) + 0.15, np.percentile(finite, 90) + 0.6)  # where diverged runs are drawn
+ceiling = max(finite) + 0.15  # where diverged runs are drawn: above every finite loss
 for name, sweep in sweeps.items():
     color = palette[name]
     stable = [p for p in sweep.points if not p.any_diverged]
@@ -132,7 +136,7 @@ if at_inherited is None:  # AdamW's best rate is off AdamS's grid: run AdamS the
 else:
     inherited = list(at_inherited.losses)
 own = list(adams_sweep.best.losses)
-inherit = ex.inherit_verdict(inherited, own)
+inherit = ex.inherit_verdict(inherited, own, bracketed=adams_sweep.bracketed and adamw_sweep.bracketed)
 gap = inherit["gap"]
 print(f"AdamW's best lr {lr_w:.3g}, AdamS's {lr_s:.3g} (ratio {lr_s / lr_w:.3g}); AdamS at AdamW's rate "
       + ("diverged" if gap is None else f"loses {gap['mean']:+.4f}, 95% CI [{gap['ci'][0]:+.4f}, {gap['ci'][1]:+.4f}]")
@@ -165,9 +169,12 @@ claims = [{
     "verdict": inherit["verdict"],
     "note": (f"Verdict rule (stated before the runs): with d = loss at AdamW's best rate - loss at AdamS's own best "
              f"rate, paired by seed, holds at our scale if the 95% interval of d lies below m = {ex.PARITY_MARGIN} "
-             "nats, does not hold if it lies above m or AdamS diverged at AdamW's rate, inconclusive otherwise. "
-             "Rates from factor-2 grids: the two best rates can only be equal or a power of 2 apart. Final loss "
-             f"after {BASE.steps} steps; the best rate at a longer horizon is re-checked in training_parity."),
+             "nats, does not hold if it lies above m or AdamS diverged at AdamW's rate, inconclusive otherwise or if "
+             "either sweep is unbracketed. Rates from factor-2 grids: the two best rates can only be equal or a power "
+             "of 2 apart. AdamS's own best is selected on the same seeds, so it is biased low (this favours 'does not "
+             "hold'; here the gap is far above the margin). A best rate beats its neighbours by a mean over 3 seeds, "
+             "not by a test: for some optimizers a neighbour is within the seed spread (see the JSON). Final loss "
+             f"after {BASE.steps} steps: the best rate can move with the horizon."),
 }]
 numbers = {"config": {k: v for k, v in vars(BASE).items() if k not in ("optimizer", "lr", "seed", "data_seed")},
            "seeds": [list(s) for s in SEEDS], "margin": ex.PARITY_MARGIN,

@@ -9,8 +9,8 @@ every one of its verdicts, and an interval too wide to decide is ``"inconclusive
 
 * :func:`equivalence_verdict`: "the same" holds if the interval lies inside [-m, m], does not hold if it
   lies wholly outside it;
-* :func:`superiority_verdict`: "lower" holds if the interval lies below 0, does not hold if it rules
-  out a decrease larger than m;
+* :func:`superiority_verdict`: "lower" holds if the interval lies below 0, does not hold if it lies at
+  or above 0 (no margin: the claim is "better", not "better by m");
 * :func:`noninferiority_verdict`: "no worse than m" holds if the interval lies below m, does not hold
   if it lies above m.
 """
@@ -112,17 +112,17 @@ def equivalence_verdict(ci, margin: float, *, holds: str = "holds at our scale")
     return "inconclusive"
 
 
-def superiority_verdict(ci, margin: float, *, holds: str = "holds at our scale") -> str:
-    """For "d < 0" (lower is better): ``holds`` if the interval lies below 0; "does not hold" if its
-    lower end is above -margin (any decrease is smaller than the margin); else "inconclusive".
+def superiority_verdict(ci, *, holds: str = "holds at our scale") -> str:
+    """For "d < 0" (lower is better): ``holds`` if the interval lies below 0; "does not hold" if it lies
+    at or above 0; else (the interval contains 0) "inconclusive".
 
-    >>> superiority_verdict((-0.05, -0.01), 0.02), superiority_verdict((-0.01, 0.02), 0.02), superiority_verdict((-0.05, 0.01), 0.02)
+    >>> superiority_verdict((-0.05, -0.01)), superiority_verdict((0.0, 0.02)), superiority_verdict((-0.05, 0.01))
     ('holds at our scale', 'does not hold', 'inconclusive')
     """
-    lo, hi, margin = _interval(ci, margin)
+    lo, hi, _ = _interval(ci, 0.0)
     if hi < 0:
         return holds
-    if lo > -margin:
+    if lo >= 0:
         return "does not hold"
     return "inconclusive"
 

@@ -175,9 +175,13 @@ def train_job(config: dict, cache_dir: str, recompute: bool = False) -> str:
     A plain module-level function of plain arguments, so that a process pool or a Slurm job
     (submitit) can pickle it and run it in another interpreter.
     """
-    torch.set_num_threads(1)
     run = TrainConfig.from_dict(config)
-    train(run, cache_dir=cache_dir, progress=False, recompute=recompute)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(run, cache_dir=cache_dir, progress=False, recompute=recompute)
+    finally:
+        torch.set_num_threads(threads)  # an executor may run the job in the caller's own process
     return run.key()
 
 
@@ -235,10 +239,13 @@ def run_many(configs: Sequence[TrainConfig], *, workers: int | None = None, exec
     configuration and argument is checked before any run starts.
 
     With ``executor`` (instead of ``workers``) each run that is not cached becomes one job,
-    ``executor.submit(train_job, ...)``: a ``concurrent.futures.ProcessPoolExecutor``, or submitit's
-    ``AutoExecutor`` / ``LocalExecutor`` for Slurm. The jobs write into ``cache_dir``, which must be on
-    a file system they share with this process; submitting the same sweep again submits only the runs
-    that are not finished.
+    ``executor.submit(train_job, ...)``: submitit's ``AutoExecutor`` / ``LocalExecutor`` (Slurm, or
+    fresh local processes), or a ``concurrent.futures.ProcessPoolExecutor``. A process pool forks by
+    default on Linux, which is unsafe once this process has run torch code; give it
+    ``mp_context=multiprocessing.get_context("forkserver")`` and call it from a script guarded by
+    ``if __name__ == "__main__":``. The jobs write into ``cache_dir``, which must be on a file system
+    they share with this process; submitting the same sweep again submits only the runs that are not
+    finished.
     """
     configs = list(configs)
     _check_run_many_arguments(configs, workers, executor)

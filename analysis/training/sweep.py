@@ -125,7 +125,7 @@ class Sweep:
             "extended": list(self.extended), "bracketed": self.bracketed,
             "best_lr": None if best is None else best.lr,
             "points": [{"lr": p.lr, "seeds": [list(s) for s in p.seeds], "losses": list(p.losses),
-                        "diverged": list(p.diverged), "mean": p.score, "se": p.se} for p in self.points],
+                        "diverged": list(p.diverged), "score": p.score, "se": p.se} for p in self.points],
         }
 
 
@@ -150,6 +150,9 @@ def _check_sweep_arguments(base, lrs, seeds, factor, max_extensions) -> tuple[fl
                          f"has a gap of {max(gaps):.3g}")
     if not seeds or any(not (isinstance(s, tuple) and len(s) == 2) for s in seeds):
         raise ValueError(f"sweep_lr: seeds must be (seed, data_seed) pairs, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"sweep_lr: seed pairs must be distinct (a repeated pair would understate the spread), "
+                         f"got {seeds!r}")
     return tuple(grid)
 
 

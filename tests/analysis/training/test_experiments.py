@@ -75,6 +75,11 @@ def test_inherit_verdict_returns_each_of_its_verdicts(inherited, own, verdict):
     assert (out["gap"] is None) == (verdict == "does not hold" and out["diverged"] > 0)
 
 
+def test_inherit_verdict_is_inconclusive_when_a_sweep_is_not_bracketed():
+    out = ex.inherit_verdict([2.060, 2.071, 2.065], [2.000, 2.010, 2.000], bracketed=False)
+    assert out["verdict"] == "inconclusive" and out["gap"]["mean"] > 0.05
+
+
 def test_inherit_verdict_refuses_a_best_rate_that_diverged_and_unpaired_lists():
     with pytest.raises(ValueError, match="own best rate diverged"):
         ex.inherit_verdict([2.0, 2.0], [2.0, float("nan")])

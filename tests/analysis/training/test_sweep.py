@@ -72,6 +72,7 @@ def test_a_grid_where_everything_diverges_is_extended_downwards():
     ((1e-3, 1e-3, 2e-3), SEEDS, "distinct"),
     ((1e-3, 2e-3, -4e-3), SEEDS, "positive"),
     (lr_grid(3e-3), (0, 1, 2), "pairs"),
+    (lr_grid(3e-3), ((0, 1000), (0, 1000)), "distinct"),
 ])
 def test_a_grid_that_cannot_bracket_or_breaks_the_spacing_is_refused(lrs, seeds, message):
     with pytest.raises(ValueError, match=message):
