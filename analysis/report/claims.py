@@ -10,9 +10,14 @@ every one of its verdicts, and an interval too wide to decide is ``"inconclusive
 * :func:`equivalence_verdict`: "the same" holds if the interval lies inside [-m, m], does not hold if it
   lies wholly outside it;
 * :func:`superiority_verdict`: "lower" holds if the interval lies below 0, does not hold if it lies at
-  or above 0 (no margin: the claim is "better", not "better by m");
+  or above 0, or, with a margin, above -m (the claim is "better", not "better by m"; the margin only
+  lets a tight interval around 0 rule out an advantage that matters);
 * :func:`noninferiority_verdict`: "no worse than m" holds if the interval lies below m, does not hold
-  if it lies above m.
+  if it lies above m;
+* :func:`inferiority_verdict`: "worse by more than m" holds if the interval lies above m, does not
+  hold if it lies below m (the mirror of the previous rule).
+
+:func:`all_of` joins the verdicts of a claim with several parts.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import re
 from typing import Any
 
 __all__ = ["VERDICTS", "CLAIM_FIELDS", "validate_claim", "format_pm", "equivalence_verdict", "superiority_verdict",
-           "noninferiority_verdict"]
+           "noninferiority_verdict", "inferiority_verdict", "all_of"]
 
 VERDICTS = ("holds", "holds at our scale", "does not hold", "inconclusive", "not testable here")
 CLAIM_FIELDS = {
@@ -112,17 +117,20 @@ def equivalence_verdict(ci, margin: float, *, holds: str = "holds at our scale")
     return "inconclusive"
 
 
-def superiority_verdict(ci, *, holds: str = "holds at our scale") -> str:
+def superiority_verdict(ci, margin: float | None = None, *, holds: str = "holds at our scale") -> str:
     """For "d < 0" (lower is better): ``holds`` if the interval lies below 0; "does not hold" if it lies
-    at or above 0; else (the interval contains 0) "inconclusive".
+    at or above 0, or, given a ``margin``, above -margin (any advantage is smaller than the margin and
+    none is shown); else "inconclusive".
 
     >>> superiority_verdict((-0.05, -0.01)), superiority_verdict((0.0, 0.02)), superiority_verdict((-0.05, 0.01))
     ('holds at our scale', 'does not hold', 'inconclusive')
+    >>> superiority_verdict((-0.005, 0.004), 0.02), superiority_verdict((-0.03, 0.004), 0.02)
+    ('does not hold', 'inconclusive')
     """
-    lo, hi, _ = _interval(ci, 0.0)
+    lo, hi, m = _interval(ci, 0.0 if margin is None else margin)
     if hi < 0:
         return holds
-    if lo >= 0:
+    if lo >= 0 or (margin is not None and lo > -m):
         return "does not hold"
     return "inconclusive"
 
@@ -140,3 +148,37 @@ def noninferiority_verdict(ci, margin: float, *, holds: str = "holds at our scal
     if lo > margin:
         return "does not hold"
     return "inconclusive"
+
+
+def inferiority_verdict(ci, margin: float, *, holds: str = "holds at our scale") -> str:
+    """For "d is larger than margin" (worse by more than m): ``holds`` if the interval lies above
+    margin; "does not hold" if it lies below margin; else "inconclusive".
+
+    >>> inferiority_verdict((0.03, 0.06), 0.02), inferiority_verdict((-0.01, 0.01), 0.02), inferiority_verdict((0.01, 0.03), 0.02)
+    ('holds at our scale', 'does not hold', 'inconclusive')
+    """
+    lo, hi, margin = _interval(ci, margin)
+    if lo > margin:
+        return holds
+    if hi < margin:
+        return "does not hold"
+    return "inconclusive"
+
+
+def all_of(*verdicts: str) -> str:
+    """The verdict of a claim that needs every part: "does not hold" if any part does not hold, else
+    "not testable here" if any part is not testable, else "inconclusive" if any part is, else the
+    weakest of the holds ("holds at our scale" before "holds").
+
+    >>> all_of("holds", "holds at our scale"), all_of("holds", "inconclusive"), all_of("inconclusive", "does not hold")
+    ('holds at our scale', 'inconclusive', 'does not hold')
+    """
+    if not verdicts:
+        raise ValueError("all_of: no verdicts given")
+    unknown = [v for v in verdicts if v not in VERDICTS]
+    if unknown:
+        raise ValueError(f"all_of: unknown verdicts {unknown}; known: {', '.join(VERDICTS)}")
+    for verdict in ("does not hold", "not testable here", "inconclusive", "holds at our scale"):
+        if verdict in verdicts:
+            return verdict
+    return "holds"

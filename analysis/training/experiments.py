@@ -5,13 +5,26 @@ notebooks asking for the same configuration share one cached run (:func:`analysi
 caches by configuration hash) and the numbers in ``paper_repro.md`` agree across notebooks.
 
 Scale: a 0.11M-parameter GPT (2 layers, width 64, 2 heads, context 64) on character-level Shakespeare,
-400 steps of 32 sequences (0.8M characters, about 0.2 epochs), about 15 s a run on one core: small
+400 steps of 32 sequences (0.8M characters, about 0.2 epochs), 10-20 s a run on one core: small
 enough that every optimizer gets its own learning rate from a sweep over seeds. Quick mode
 (``ADAMS_QUICK=1``): one layer of width 32, 40 steps of 8 sequences of 32 characters.
+
+The experiments, in the order the notebooks use them:
+
+* :func:`lr_sweeps`: each optimizer's learning-rate sweep (three seeds, bracketed);
+* :func:`headline`: AdamS's and AdamW's best rates re-checked at :func:`horizon_config` (four times
+  the tokens), then every optimizer at its rate over :func:`headline_seeds` (five);
+* :func:`beta_sweeps`: a local sweep per (optimizer, betas) at :func:`betas_config`;
+* :func:`batch_sweeps`, :func:`equal_steps_runs`, :func:`noise_runs` and :func:`checkpoint_noise`:
+  rates tuned per batch size, equal tokens and equal steps, and the measured gradient noise.
+
+Each verdict rule a notebook applies lives here or in :mod:`analysis.report.claims`, with a test that
+makes it return each of its verdicts.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -25,24 +38,32 @@ from analysis.training import corpus
 from analysis.report.runs import STARTED_WALL
 from analysis.report import quick_mode
 from analysis.training import TrainConfig, TrainResult, build, default_cache_dir, lm_loss, run_many, sample_batch
-from analysis.training.sweep import Sweep, lr_grid, replicate_seeds, sweep_lr
-from analysis.report.claims import noninferiority_verdict
+from analysis.training.sweep import Sweep, lr_grid, replicate_seeds, sweep_lrs
+from analysis.report.claims import (all_of, equivalence_verdict, inferiority_verdict, noninferiority_verdict,
+                                   superiority_verdict)
 
 __all__ = ["base_config", "seeds", "cached_seconds", "ADAPTIVE", "COMPARED", "SGD_LRS", "BETA_PAIRS", "summary", "paired_gap",
            "runs", "interleaved_step_times", "ratio_ci", "loss_spike", "log_correlation", "ratio_summary",
-           "SWEEP_CENTERS", "PARITY_MARGIN", "sweep_seeds", "lr_sweeps", "inherit_verdict"]
+           "SWEEP_CENTERS", "PARITY_MARGIN", "sweep_seeds", "lr_sweeps", "inherit_verdict", "HORIZON_FACTOR",
+           "horizon_config", "headline_seeds", "horizon_rechecks", "headline_runs", "final_losses",
+           "paired_verdicts", "betas_config", "beta_sweeps", "beta_reversals", "BATCH_SIZES", "batch_config",
+           "batch_sweeps", "throughput_verdict", "headline", "equal_steps_runs", "noise_runs", "checkpoint_noise", "REGIME_SHARE", "batch_regime_verdict"]
 
 ADAPTIVE = ("adams", "adamw", "adam-mini", "adapm")
 COMPARED = ("adams", "adamw", "sgdm", "adam-mini", "adapm")
 #: SGD with momentum does not share the adaptive methods' learning rate; it gets the best of these
 SGD_LRS = (0.03, 0.1, 0.3)
-BETA_PAIRS = ((0.9, 0.95), (0.9, 0.99), (0.95, 0.95), (0.95, 0.98), (0.9, 0.999))
+#: (beta1, beta2) pairs of the betas experiment: the paper's, AdamW's usual beta2, beta1 = beta2, and
+#: one pair in the summary's "(> 0.95, > 0.98)" region
+BETA_PAIRS = ((0.9, 0.95), (0.9, 0.99), (0.95, 0.95), (0.98, 0.99), (0.9, 0.999))
 #: where each optimizer's learning-rate sweep is centred: a factor-2 grid of five rates around it,
 #: extended by :func:`analysis.training.sweep.sweep_lr` until the best rate is bracketed
 SWEEP_CENTERS = {"adams": 3e-3, "adamw": 3e-3, "adam-mini": 3e-3, "adapm": 3e-3, "sgdm": 0.1}
 #: the loss difference (nats per character) below which two runs count as the same, fixed before any
 #: sweep ran: about 1% of the final losses here
 PARITY_MARGIN = 0.02
+#: the headline comparison trains this many times the sweeps' tokens (the same batch, more steps)
+HORIZON_FACTOR = 4
 
 
 def loss_spike(history: dict) -> float:
@@ -122,30 +143,67 @@ def paired_gap(a: Sequence[float], b: Sequence[float], confidence: float = 0.95)
     return summary(np.asarray(a, dtype=float) - np.asarray(b, dtype=float), confidence)
 
 
-def interleaved_step_times(configs: dict[str, TrainConfig], rounds: int, warmup: int, seed: int = 0) -> dict[str, list]:
-    """Wall time of full training steps (forward, backward, clipping, optimizer step), interleaved.
+def interleaved_step_times(configs: dict[str, TrainConfig], rounds: int, warmup: int, seed: int = 0) -> dict[str, dict]:
+    """Wall time of full training steps (forward, backward, clipping, optimizer step), interleaved,
+    and of the optimizer step within each.
 
     Each name gets its own model and optimizer from its configuration; every round times one step of
-    each in turn on the same batch, so that load on a shared machine hits all of them alike. The
-    first ``warmup`` rounds are not recorded. Uses the caller's torch thread setting.
+    each in turn on the same batch, in an order shuffled every round (seeded), so that load on a
+    shared machine and cache effects hit all of them alike. The first ``warmup`` rounds are not
+    recorded. Returns ``{name: {"step": [...], "optimizer": [...]}}``
+    in seconds. Uses the caller's torch thread setting.
     """
     data = corpus.load()
     built = {name: build(c, data.vocab_size) for name, c in configs.items()}
     first = next(iter(configs.values()))
     rng = np.random.default_rng(seed)
-    times: dict[str, list] = {name: [] for name in configs}
+    times: dict[str, dict] = {name: {"step": [], "optimizer": []} for name in configs}
     for k in range(rounds + warmup):
         x, y = sample_batch(data.train, rng, first.batch_size, first.block)
-        for name, (model, optimizer) in built.items():
+        order = list(built)
+        rng.shuffle(order)
+        for name in order:
+            model, optimizer = built[name]
             start = time.perf_counter()
             loss = lm_loss(model, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), configs[name].clip if configs[name].clip is not None else float("inf"))
+            before_step = time.perf_counter()
             optimizer.step()
+            end = time.perf_counter()
             if k >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name]["step"].append(end - start)
+                times[name]["optimizer"].append(end - before_step)
     return times
+
+
+def throughput_verdict(heavy_ci: Sequence[float], gpt_ci: Sequence[float], heavy_share: float,
+                       min_share: float = 0.2) -> str:
+    """Row 53, "throughput gains of 0-36% depending on scale, from reduced memory pressure".
+
+    ``heavy_ci`` and ``gpt_ci`` are 95% intervals of AdamS's speed relative to AdamW (tokens per
+    second, AdamS / AdamW) on a model where the optimizer step is a large share of the step
+    (``heavy_share``, measured for AdamW) and on the training track's GPT. If the optimizer's share
+    is below ``min_share`` the setting cannot show a gain: "not testable here". Otherwise "holds at
+    our scale" if AdamS is faster on the heavy model (interval above 1) and not slower on the GPT
+    (interval reaching 1); "does not hold" if it is not faster on the heavy model (interval at or
+    below 1) or slower on the GPT (interval below 1); "inconclusive" otherwise.
+
+    >>> throughput_verdict((1.10, 1.20), (0.99, 1.02), 0.4), throughput_verdict((0.95, 1.0), (0.99, 1.02), 0.4)
+    ('holds at our scale', 'does not hold')
+    """
+    (hlo, hhi), (glo, ghi) = (tuple(float(x) for x in ci) for ci in (heavy_ci, gpt_ci))
+    if not all(np.isfinite(v) for v in (hlo, hhi, glo, ghi, heavy_share)) or hlo > hhi or glo > ghi:
+        raise ValueError(f"throughput_verdict: finite intervals (lo <= hi) and share, got {heavy_ci}, {gpt_ci}, "
+                         f"{heavy_share}")
+    if heavy_share < min_share:
+        return "not testable here"
+    if hhi <= 1.0 or ghi < 1.0:
+        return "does not hold"
+    if hlo > 1.0:
+        return "holds at our scale"
+    return "inconclusive"
 
 
 def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], *, seed: int = 0, n_boot: int = 2000,
@@ -200,12 +258,104 @@ def lr_sweeps(quick: bool, optimizers: Sequence[str] = COMPARED, **run_kwargs) -
     if unknown:
         raise ValueError(f"lr_sweeps: no sweep centre for {unknown}; known: {', '.join(SWEEP_CENTERS)}")
     span = 1 if quick else 2
-    out = {}
-    for name in optimizers:
-        base = base_config(quick, optimizer=name)
-        out[name] = sweep_lr(base, lr_grid(SWEEP_CENTERS[name], below=span, above=span), sweep_seeds(quick),
-                             lambda configs: runs(configs, **run_kwargs), max_extensions=3)
-    return out
+    specs = {name: (base_config(quick, optimizer=name), lr_grid(SWEEP_CENTERS[name], below=span, above=span))
+             for name in optimizers}
+    return sweep_lrs(specs, sweep_seeds(quick), lambda configs: runs(configs, **run_kwargs), max_extensions=3)
+
+
+def horizon_config(quick: bool, **changes) -> TrainConfig:
+    """:func:`base_config` trained :data:`HORIZON_FACTOR` times longer (same batch, warmup scaled
+    alike, evaluated half as often): the horizon of the headline comparison."""
+    base = base_config(quick)
+    longer = dataclasses.replace(base, steps=base.steps * HORIZON_FACTOR, warmup=base.warmup * HORIZON_FACTOR,
+                                 eval_every=base.eval_every * 2)
+    return dataclasses.replace(longer, **changes)
+
+
+def headline_seeds(quick: bool) -> tuple[tuple[int, int], ...]:
+    """The headline comparison's replicates: 5 ``(seed, data_seed)`` pairs (2 in quick mode), none of
+    them a sweep's, so that the runs that chose a learning rate are not the runs that judge it."""
+    n_sweep = len(sweep_seeds(quick))
+    return tuple((n_sweep + s, n_sweep + d) for s, d in replicate_seeds(2 if quick else 5))
+
+
+def horizon_rechecks(quick: bool, sweeps: dict[str, Sweep], optimizers: Sequence[str] = ADAPTIVE,
+                     **run_kwargs) -> dict[str, Sweep]:
+    """Each optimizer's best rate from its sweep, checked again at the headline's horizon: the rate and
+    its two grid neighbours (a factor 2 either side), on the sweeps' seeds, extended (at most twice)
+    until the best rate is bracketed. The best rate can move with the horizon. All train together."""
+    specs = {name: (horizon_config(quick, optimizer=name), lr_grid(sweeps[name].best.lr, below=1, above=1))
+             for name in optimizers}
+    return sweep_lrs(specs, sweep_seeds(quick), lambda configs: runs(configs, **run_kwargs), max_extensions=2)
+
+
+def headline_runs(quick: bool, lrs: dict[str, float], **run_kwargs) -> dict[str, list[TrainResult]]:
+    """Every optimizer of ``lrs`` at its rate on :func:`horizon_config`, one run per
+    :func:`headline_seeds` pair (the same initialization and data order for every optimizer at a
+    pair, so that gaps are paired)."""
+    seeds = headline_seeds(quick)
+    configs = [horizon_config(quick, optimizer=name, lr=lr, seed=s, data_seed=d)
+               for name, lr in lrs.items() for s, d in seeds]
+    results = runs(configs, **run_kwargs)
+    return {name: list(results[i * len(seeds):(i + 1) * len(seeds)]) for i, name in enumerate(lrs)}
+
+
+def headline(quick: bool, **run_kwargs) -> dict:
+    """The headline comparison end to end (cached run by run): ``sweeps`` (:func:`lr_sweeps`),
+    ``rechecks`` (:func:`horizon_rechecks` for the adaptive methods), ``lrs`` (each optimizer's rate:
+    the re-checked one where there is one, else its sweep's best, which is SGD with momentum's) and
+    ``results`` (:func:`headline_runs`, on seeds no sweep used)."""
+    sweeps = lr_sweeps(quick, **run_kwargs)
+    rechecks = horizon_rechecks(quick, sweeps, **run_kwargs)
+    lrs = {name: (rechecks[name] if name in rechecks else sweeps[name]).best.lr for name in COMPARED}
+    return {"sweeps": sweeps, "rechecks": rechecks, "lrs": lrs, "results": headline_runs(quick, lrs, **run_kwargs)}
+
+
+def final_losses(results: Sequence[TrainResult]) -> list[float]:
+    """Final validation loss of each run, nan where it diverged."""
+    return [float(r.final_val_loss) if not r.diverged and np.isfinite(r.final_val_loss) else float("nan")
+            for r in results]
+
+
+def paired_verdicts(a: Sequence[float], b: Sequence[float], margin: float = PARITY_MARGIN) -> dict:
+    """Optimizer A against B from final losses paired by seed (nan where a run diverged): the gap
+    A - B with its 95% interval and three verdicts, each a rule of :mod:`analysis.report.claims`:
+    ``same`` (equivalence: the interval inside [-margin, margin]), ``better`` (superiority: the
+    interval below 0; "does not hold" also when it lies above -margin) and ``no_worse``
+    (non-inferiority: the interval below margin).
+
+    A divergence decides "same" ("does not hold": one optimizer is unstable where the other is not).
+    If only A diverged (on any seed), A is neither better nor no worse. If only B diverged, A is
+    better and no worse unless the seeds where both finished say otherwise: with two or more such
+    seeds, a verdict other than "holds" on them makes the verdict "inconclusive". If both diverged
+    somewhere, everything is "inconclusive". The gap is over the seeds where both finished.
+
+    >>> v = paired_verdicts([2.00, 2.01, 2.02], [2.10, 2.12, 2.11])
+    >>> v["same"], v["better"], v["no_worse"]
+    ('does not hold', 'holds at our scale', 'holds at our scale')
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or a.size < 2:
+        raise ValueError(f"paired_verdicts: two paired lists of at least 2 losses, got shapes {a.shape} and {b.shape}")
+    a_failed, b_failed = ~np.isfinite(a), ~np.isfinite(b)
+    both = ~(a_failed | b_failed)
+    gap = paired_gap(a[both], b[both]) if both.sum() >= 2 else None
+    on_finished = None if gap is None else {
+        "same": equivalence_verdict(gap["ci"], margin), "better": superiority_verdict(gap["ci"], margin),
+        "no_worse": noninferiority_verdict(gap["ci"], margin)}
+    out = {"diverged": [int(a_failed.sum()), int(b_failed.sum())], "margin": margin, "gap": gap}
+    if a_failed.any() and b_failed.any():
+        return {**out, "same": "inconclusive", "better": "inconclusive", "no_worse": "inconclusive"}
+    if a_failed.any():
+        return {**out, "same": "does not hold", "better": "does not hold", "no_worse": "does not hold"}
+    if b_failed.any():
+        held = "holds at our scale"
+
+        def unless_finished_disagree(key):
+            return held if on_finished is None or on_finished[key] == held else "inconclusive"
+        return {**out, "same": "does not hold", "better": unless_finished_disagree("better"),
+                "no_worse": unless_finished_disagree("no_worse")}
+    return {**out, **on_finished}
 
 
 def inherit_verdict(inherited: Sequence[float], own: Sequence[float], margin: float = PARITY_MARGIN, *,
@@ -236,3 +386,162 @@ def inherit_verdict(inherited: Sequence[float], own: Sequence[float], margin: fl
     gap = paired_gap(inherited, own)
     verdict = noninferiority_verdict(gap["ci"], margin) if bracketed else "inconclusive"
     return {"verdict": verdict, "diverged": 0, "gap": gap}
+
+
+# ---------------------------------------------------------------------------------------------
+# betas at tuned learning rates
+
+
+def betas_config(quick: bool, **changes) -> TrainConfig:
+    """The betas experiment's runs: :func:`base_config` at half its steps (200), so that every
+    (optimizer, betas) pair can have a local learning-rate sweep over three seeds."""
+    base = base_config(quick)
+    if not quick:
+        base = dataclasses.replace(base, steps=base.steps // 2, warmup=base.warmup // 2)
+    return dataclasses.replace(base, **changes)
+
+
+def beta_sweeps(quick: bool, sweeps: dict[str, Sweep], optimizers: Sequence[str] = ("adams", "adamw"),
+                **run_kwargs) -> dict[tuple[str, tuple[float, float]], Sweep]:
+    """Each (optimizer, betas) of :data:`BETA_PAIRS` gets its own best rate: three rates a factor 2
+    apart around the optimizer's best rate in its (0.9, 0.95) sweep, on :func:`betas_config`, the
+    sweeps' seeds, extended (at most twice) until bracketed. All pairs train together."""
+    specs = {(name, b): (betas_config(quick, optimizer=name, betas=b), lr_grid(sweeps[name].best.lr, below=1, above=1))
+             for name in optimizers for b in BETA_PAIRS}
+    return sweep_lrs(specs, sweep_seeds(quick), lambda configs: runs(configs, **run_kwargs), max_extensions=2)
+
+
+def beta_reversals(at_shared: dict, at_tuned: dict, margin: float = 0.0) -> list[tuple]:
+    """Pairs of betas whose order flips between one shared learning rate and each at its own best one.
+
+    ``at_shared`` and ``at_tuned`` map a betas pair to its score (mean final loss, inf if diverged).
+    Returns ``(a, b)`` for each flip: ``a`` better than ``b`` by more than ``margin`` at the shared
+    rate and worse by more than ``margin`` at the tuned ones (with margin 0, any strict flip; ties
+    are never flips).
+
+    >>> beta_reversals({"x": 2.0, "y": 2.1, "z": 2.2}, {"x": 2.0, "y": 1.9, "z": 2.3})
+    [('x', 'y')]
+    >>> beta_reversals({"x": 2.0, "y": 2.1, "z": 2.2}, {"x": 2.0, "y": 1.9, "z": 2.3}, margin=0.15)
+    []
+    """
+    if set(at_shared) != set(at_tuned):
+        raise ValueError(f"beta_reversals: the two tables name different pairs: {sorted(at_shared)} and "
+                         f"{sorted(at_tuned)}")
+    names = list(at_shared)
+    return [(a, b) for a in names for b in names
+            if at_shared[b] - at_shared[a] > margin and at_tuned[a] - at_tuned[b] > margin]
+
+
+# ---------------------------------------------------------------------------------------------
+# batch size: tuned learning rates, equal tokens and equal steps, measured gradient noise
+
+#: batch sizes of the batch-size experiment; the middle one is :func:`base_config`'s
+BATCH_SIZES = {False: (8, 32, 128), True: (4, 8, 16)}
+#: the share of coordinates with measured mu/sigma > 3 (where E[V]/E[S] > 0.9 at betas (0.9, 0.95))
+#: from which a batch size counts as in the large-batch regime
+REGIME_SHARE = 0.25
+
+
+def batch_config(quick: bool, batch_size: int, *, equal: str = "tokens", **changes) -> TrainConfig:
+    """:func:`base_config` at ``batch_size`` with the same training tokens (``equal="tokens"``: steps
+    scaled by base batch / batch, evaluations and logs about as often in tokens, rounded down to whole
+    steps) or the same steps (``equal="steps"``); warmup stays 10% of the steps."""
+    base = base_config(quick)
+    if equal == "tokens":
+        steps = base.steps * base.batch_size // batch_size
+        if steps * batch_size != base.steps * base.batch_size:
+            raise ValueError(f"batch_config: batch {batch_size} does not divide the base run's "
+                             f"{base.steps * base.batch_size} sequences")
+        every = max(1, base.eval_every * base.batch_size // batch_size)
+        log = max(1, base.log_every * base.batch_size // batch_size)
+    elif equal == "steps":
+        steps, every, log = base.steps, base.eval_every, base.log_every
+    else:
+        raise ValueError(f"batch_config: equal must be 'tokens' or 'steps', got {equal!r}")
+    config = dataclasses.replace(base, batch_size=batch_size, steps=steps, warmup=steps // 10, eval_every=every,
+                                 log_every=log)
+    return dataclasses.replace(config, **changes)
+
+
+def batch_sweeps(quick: bool, sweeps: dict[str, Sweep], optimizers: Sequence[str] = ("adams", "adamw"),
+                 **run_kwargs) -> dict[tuple[str, int], Sweep]:
+    """Each optimizer's learning rate at every batch size of :data:`BATCH_SIZES`, at equal tokens.
+    The base batch size's is its sweep from ``sweeps``; the others get three rates a factor 2 apart
+    around the square-root rule, best rate x sqrt(B / base batch), extended (at most twice) until
+    bracketed."""
+    base = base_config(quick)
+    specs = {(name, b): (batch_config(quick, b, optimizer=name),
+                         lr_grid(sweeps[name].best.lr * math.sqrt(b / base.batch_size), below=1, above=1))
+             for name in optimizers for b in BATCH_SIZES[quick] if b != base.batch_size}
+    out = sweep_lrs(specs, sweep_seeds(quick), lambda configs: runs(configs, **run_kwargs), max_extensions=2)
+    out.update({(name, base.batch_size): sweeps[name] for name in optimizers})
+    return out
+
+
+def equal_steps_runs(quick: bool, lrs: dict[tuple[str, int], float], **run_kwargs) -> dict[tuple[str, int], list]:
+    """The runs at equal steps: each (optimizer, batch size) of ``lrs`` at its rate on
+    ``batch_config(equal="steps")``, one run per sweep seed (the base batch size's are its sweep runs)."""
+    keys = list(lrs)
+    seeds = sweep_seeds(quick)
+    configs = [batch_config(quick, b, equal="steps", optimizer=name, lr=lrs[name, b], seed=s, data_seed=d)
+               for name, b in keys for s, d in seeds]
+    results = runs(configs, **run_kwargs)
+    return {key: list(results[i * len(seeds):(i + 1) * len(seeds)]) for i, key in enumerate(keys)}
+
+
+def noise_runs(quick: bool, lrs: dict[tuple[str, int], float], checkpoints: int = 4,
+               **run_kwargs) -> dict[tuple[str, int], TrainResult]:
+    """One run per (optimizer, batch size) of ``lrs`` at equal tokens and its rate, first sweep seed,
+    saving ``checkpoints`` checkpoints evenly along training (for :func:`checkpoint_noise`)."""
+    keys = list(lrs)
+    seed, data_seed = sweep_seeds(quick)[0]
+    configs = []
+    for name, b in keys:
+        config = batch_config(quick, b, optimizer=name, lr=lrs[name, b], seed=seed, data_seed=data_seed)
+        configs.append(dataclasses.replace(config, save_every=max(1, config.steps // checkpoints)))
+    return dict(zip(keys, runs(configs, **run_kwargs)))
+
+
+def checkpoint_noise(result: TrainResult, *, k: int = 16, seed: int = 0) -> list[dict]:
+    """At each checkpoint of ``result``, ``k`` independent minibatch gradients of the run's batch size
+    on training text, summarized by :func:`analysis.training.noise.snr_summary` at the run's betas."""
+    config = TrainConfig.from_dict(result.config)
+    from smoothness.checkpoints import load_checkpoint
+    from analysis.training.gpt import GPT
+    from analysis.training.noise import minibatch_gradients, snr_summary
+
+    if not result.checkpoints:
+        raise ValueError("checkpoint_noise: the run saved no checkpoints (train it with save_every > 0)")
+    data = corpus.load()
+    out = []
+    for i, path in enumerate(result.checkpoints):
+        model = GPT(config.model_config(data.vocab_size))
+        step = load_checkpoint(path, model).step
+        grads = minibatch_gradients(model, data.train, batch_size=config.batch_size, block=config.block, k=k,
+                                    seed=seed + i)
+        out.append({"step": step, **snr_summary(grads, config.betas)})
+    return out
+
+
+def batch_regime_verdict(shares: dict[int, float], same: dict[int, Sequence[str]], share: float = REGIME_SHARE) -> dict:
+    """Row 55: AdamS and AdamW agree in the large-batch regime.
+
+    ``shares`` maps a batch size to its measured share of coordinates with mu/sigma > 3 (at least
+    ``share`` puts it in the regime); ``same`` maps a batch size to its equivalence verdicts (AdamS -
+    AdamW within the margin, at equal tokens and at equal steps). If no batch size is in the regime
+    the claim is "not testable here"; otherwise the verdict is :func:`analysis.report.claims.all_of`
+    the equivalence verdicts at the largest batch size in the regime.
+
+    >>> batch_regime_verdict({32: 0.01, 128: 0.02}, {32: ["does not hold"], 128: ["inconclusive"]})["verdict"]
+    'not testable here'
+    >>> batch_regime_verdict({32: 0.01, 128: 0.4}, {32: ["does not hold"], 128: ["holds at our scale"]})["verdict"]
+    'holds at our scale'
+    """
+    if set(shares) != set(same):
+        raise ValueError(f"batch_regime_verdict: shares and verdicts name different batch sizes: {sorted(shares)} "
+                         f"and {sorted(same)}")
+    in_regime = sorted(b for b, s in shares.items() if s >= share)
+    if not in_regime:
+        return {"verdict": "not testable here", "batch_size": None, "in_regime": []}
+    b = in_regime[-1]
+    return {"verdict": all_of(*same[b]), "batch_size": b, "in_regime": in_regime}

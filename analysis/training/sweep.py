@@ -22,13 +22,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
 from analysis.training.config import TrainConfig, TrainResult
 
-__all__ = ["LrPoint", "Sweep", "lr_grid", "replicate_seeds", "sweep_lr"]
+__all__ = ["LrPoint", "Sweep", "lr_grid", "replicate_seeds", "sweep_lr", "sweep_lrs"]
 
 #: relative slack when checking that consecutive rates are at most ``factor`` apart (float rounding)
 _SPACING_SLACK = 1e-9
@@ -161,40 +161,63 @@ def sweep_lr(base: TrainConfig, lrs: Sequence[float], seeds: Sequence[tuple[int,
     """Train ``base`` at every rate of ``lrs`` and seed of ``seeds`` with ``run`` (for example
     :func:`analysis.training.experiments.runs`, which caches), extending the grid until the best rate
     is bracketed or ``max_extensions`` rates have been added. Every configuration is checked before
-    the first run."""
-    grid = _check_sweep_arguments(base, lrs, seeds, factor, max_extensions)
+    the first run. One sweep of :func:`sweep_lrs`."""
+    return sweep_lrs({0: (base, lrs)}, seeds, run, factor=factor, max_extensions=max_extensions)[0]
+
+
+def sweep_lrs(specs: Mapping[Hashable, tuple[TrainConfig, Sequence[float]]], seeds: Sequence[tuple[int, int]],
+              run: Runner, *, factor: float = 2.0, max_extensions: int = 3) -> dict[Hashable, Sweep]:
+    """Several sweeps at once: ``specs`` maps a name to ``(base, lrs)``. Every round hands ``run`` the
+    configurations of all sweeps together (the first grids, then each unbracketed sweep's next rate),
+    so that a pool of workers stays busy while single sweeps extend one rate at a time. The result of
+    each sweep is the one :func:`sweep_lr` would give alone."""
+    if not specs:
+        raise ValueError("sweep_lrs: no sweeps given")
+    grids = {name: _check_sweep_arguments(base, lrs, seeds, factor, max_extensions)
+             for name, (base, lrs) in specs.items()}
     seeds = tuple(tuple(int(x) for x in s) for s in seeds)
+    bases = {name: base for name, (base, _) in specs.items()}
 
-    def configs(rates):
-        return [dataclasses.replace(base, lr=lr, seed=s, data_seed=d) for lr in rates for s, d in seeds]
+    def configs(name, rates):
+        return [dataclasses.replace(bases[name], lr=lr, seed=s, data_seed=d) for lr in rates for s, d in seeds]
 
-    def measure(rates) -> list[LrPoint]:
-        results = list(run(configs(rates)))
-        if len(results) != len(rates) * len(seeds):
-            raise RuntimeError(f"sweep_lr: the runner returned {len(results)} results for "
-                               f"{len(rates) * len(seeds)} configurations")
-        done.extend(results)
-        points = []
-        for i, lr in enumerate(rates):
-            block = results[i * len(seeds):(i + 1) * len(seeds)]
-            diverged = tuple(bool(r.diverged) or not math.isfinite(r.final_val_loss) for r in block)
-            losses = tuple(math.nan if d else float(r.final_val_loss) for r, d in zip(block, diverged))
-            points.append(LrPoint(lr, seeds, losses, diverged))
-        return points
+    def measure(rounds: dict) -> dict[Hashable, tuple[list[LrPoint], list]]:
+        """Train every (name, rates) of this round in one call of ``run``: each name's points and runs."""
+        batch = [c for name, rates in rounds.items() for c in configs(name, rates)]
+        results = list(run(batch))
+        if len(results) != len(batch):
+            raise RuntimeError(f"sweep_lrs: the runner returned {len(results)} results for {len(batch)} configurations")
+        out, at = {}, 0
+        for name, rates in rounds.items():
+            block, at = results[at:at + len(rates) * len(seeds)], at + len(rates) * len(seeds)
+            points = []
+            for i, lr in enumerate(rates):
+                chunk = block[i * len(seeds):(i + 1) * len(seeds)]
+                diverged = tuple(bool(r.diverged) or not math.isfinite(r.final_val_loss) for r in chunk)
+                losses = tuple(math.nan if d else float(r.final_val_loss) for r, d in zip(chunk, diverged))
+                points.append(LrPoint(lr, seeds, losses, diverged))
+            out[name] = (points, block)
+        return out
 
-    configs(grid)  # every configuration is checked (TrainConfig validates) before anything trains
-    done: list = []
-    sweep = Sweep(base.optimizer, float(factor), measure(grid), initial=grid, runs=done)
-    while not sweep.bracketed and len(sweep.extended) < max_extensions:
-        i = sweep.best_index
-        if i is None:  # every rate diverged: look below the smallest
-            new = sweep.lrs[0] / factor
-        elif i == 0:
-            new = sweep.lrs[0] / factor
-        elif i == len(sweep.points) - 1:
-            new = sweep.lrs[-1] * factor
-        else:  # best inside the grid but tied with a neighbour: nothing to extend
-            break
-        sweep.points = sorted(sweep.points + measure([new]), key=lambda p: p.lr)
-        sweep.extended.append(new)
-    return sweep
+    for name, grid in grids.items():  # every configuration is checked (TrainConfig validates) first
+        configs(name, grid)
+    sweeps = {name: Sweep(bases[name].optimizer, float(factor), points, initial=grids[name], runs=list(block))
+              for name, (points, block) in measure(grids).items()}
+    while True:
+        pending = {}
+        for name, sweep in sweeps.items():
+            if sweep.bracketed or len(sweep.extended) >= max_extensions:
+                continue
+            i = sweep.best_index
+            if i is None or i == 0:  # every rate diverged, or the best is the smallest: look below
+                pending[name] = [sweep.lrs[0] / factor]
+            elif i == len(sweep.points) - 1:
+                pending[name] = [sweep.lrs[-1] * factor]
+            # else: the best is inside the grid but tied with a neighbour; nothing to extend
+        if not pending:
+            return sweeps
+        for name, (points, block) in measure(pending).items():
+            sweep = sweeps[name]
+            sweep.points = sorted(sweep.points + points, key=lambda p: p.lr)
+            sweep.extended.extend(pending[name])
+            sweep.runs.extend(block)

@@ -349,8 +349,12 @@ def test_readme_blocks_name_a_result_that_lacks_their_numbers(tmp_path, render, 
     ("noninferiority_verdict", (-0.1, 0.019), "holds at our scale"),
     ("noninferiority_verdict", (0.021, 0.04), "does not hold"),
     ("noninferiority_verdict", (0.0, 0.03), "inconclusive"),
+    ("inferiority_verdict", (0.021, 0.05), "holds at our scale"),
+    ("inferiority_verdict", (-0.05, 0.019), "does not hold"),
+    ("inferiority_verdict", (0.01, 0.03), "inconclusive"),
 ])
 def test_every_interval_rule_returns_each_of_its_verdicts(rule, ci, expected):
+    """Each rule (margin 0.02; superiority without one) on an interval that must give ``expected``."""
     from analysis.report import claims
 
     rule = getattr(claims, rule)
@@ -365,3 +369,37 @@ def test_interval_rules_refuse_what_they_cannot_judge(ci, margin):
 
     with pytest.raises(ValueError):
         claims.equivalence_verdict(ci, margin)
+
+
+@pytest.mark.parametrize("ci, expected", [
+    ((-0.05, -0.001), "holds at our scale"),    # better
+    ((-0.005, 0.004), "does not hold"),         # any advantage is below the margin
+    ((0.01, 0.02), "does not hold"),
+    ((-0.03, 0.004), "inconclusive"),           # an advantage of 0.03 is not ruled out
+])
+def test_superiority_with_a_margin_lets_a_tight_tie_fail(ci, expected):
+    from analysis.report import claims
+
+    assert claims.superiority_verdict(ci, 0.02) == expected
+
+
+@pytest.mark.parametrize("parts, expected", [
+    (("holds", "holds"), "holds"),
+    (("holds", "holds at our scale"), "holds at our scale"),
+    (("holds at our scale", "inconclusive"), "inconclusive"),
+    (("inconclusive", "not testable here"), "not testable here"),
+    (("not testable here", "does not hold", "holds"), "does not hold"),
+])
+def test_all_of_returns_each_verdict_and_lets_any_failure_decide(parts, expected):
+    from analysis.report import claims
+
+    assert claims.all_of(*parts) == expected
+
+
+def test_all_of_refuses_nothing_and_unknown_verdicts():
+    from analysis.report import claims
+
+    with pytest.raises(ValueError, match="no verdicts"):
+        claims.all_of()
+    with pytest.raises(ValueError, match="unknown verdicts"):
+        claims.all_of("holds", "probably")

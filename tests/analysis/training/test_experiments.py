@@ -91,3 +91,95 @@ def test_lr_sweeps_use_the_stated_centres_and_refuse_unknown_optimizers():
     with pytest.raises(ValueError, match="no sweep centre"):
         ex.lr_sweeps(True, optimizers=["lion"])
     assert set(ex.SWEEP_CENTERS) == set(ex.COMPARED)
+
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("a, b, same, better, no_worse", [
+    ([2.000, 2.010, 2.005, 2.003], [2.001, 2.012, 2.003, 2.004], "holds at our scale", "does not hold",
+     "holds at our scale"),                                       # within +-0.02: no advantage that matters
+    ([1.900, 1.910, 1.905, 1.903], [2.000, 2.012, 2.003, 2.004], "does not hold", "holds at our scale",
+     "holds at our scale"),                                       # better by 0.1: not "the same"
+    ([2.100, 2.110, 2.105, 2.103], [2.000, 2.012, 2.003, 2.004], "does not hold", "does not hold",
+     "does not hold"),                                            # worse by 0.1
+    ([2.000, 2.060, 1.950, 2.030], [2.000, 2.010, 2.000, 2.000], "inconclusive", "inconclusive", "inconclusive"),
+    ([NAN, 2.0, 2.0], [2.0, 2.0, 2.0], "does not hold", "does not hold", "does not hold"),  # A diverged
+    ([1.90, 1.91, 1.92, 1.90], [2.00, 2.01, 2.02, NAN], "does not hold", "holds at our scale",
+     "holds at our scale"),                                       # B diverged, A better where both finished
+    ([2.0, 2.0, 2.0], [2.0, NAN, 2.0], "does not hold", "inconclusive", "holds at our scale"),  # B diverged, tie
+    ([NAN, 2.0, 2.0], [2.0, NAN, 2.0], "inconclusive", "inconclusive", "inconclusive"),  # both
+])
+def test_paired_verdicts_return_each_of_their_verdicts(a, b, same, better, no_worse):
+    v = ex.paired_verdicts(a, b, 0.02)
+    assert (v["same"], v["better"], v["no_worse"]) == (same, better, no_worse)
+    assert (v["gap"] is None) == (len(a) - sum(v["diverged"]) < 2)
+
+
+def test_paired_verdicts_refuse_unpaired_or_single_losses():
+    with pytest.raises(ValueError, match="paired"):
+        ex.paired_verdicts([2.0, 2.0], [2.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match="at least 2"):
+        ex.paired_verdicts([2.0], [2.0])
+
+
+def test_beta_reversals_list_every_flip_and_no_ties():
+    shared = {"a": 2.0, "b": 2.1, "c": 2.2, "d": math.inf}
+    tuned = {"a": 2.0, "b": 1.9, "c": 2.0, "d": 1.8}
+    flips = ex.beta_reversals(shared, tuned)
+    assert set(flips) == {("a", "b"), ("a", "d"), ("b", "d"), ("c", "d")}  # a ties c when tuned: no flip
+    assert ex.beta_reversals(shared, shared) == []
+    assert ex.beta_reversals(shared, tuned, margin=0.15) == [("a", "d"), ("c", "d")]
+    with pytest.raises(ValueError, match="different pairs"):
+        ex.beta_reversals(shared, {"a": 1.0})
+
+
+@pytest.mark.parametrize("shares, same, verdict, batch", [
+    ({8: 0.0, 32: 0.01, 128: 0.05}, {8: ["does not hold"], 32: ["holds at our scale"], 128: ["inconclusive"]},
+     "not testable here", None),
+    ({8: 0.0, 32: 0.3, 128: 0.6}, {8: ["does not hold"], 32: ["does not hold"],
+                                   128: ["holds at our scale", "holds at our scale"]}, "holds at our scale", 128),
+    ({8: 0.0, 32: 0.3, 128: 0.6}, {8: ["holds at our scale"], 32: ["holds at our scale"],
+                                   128: ["holds at our scale", "does not hold"]}, "does not hold", 128),
+    ({8: 0.0, 32: 0.3, 128: 0.1}, {8: ["does not hold"], 32: ["inconclusive", "holds at our scale"],
+                                   128: ["holds at our scale"]}, "inconclusive", 32),
+])
+def test_batch_regime_verdict_returns_each_of_its_verdicts(shares, same, verdict, batch):
+    out = ex.batch_regime_verdict(shares, same)
+    assert out["verdict"] == verdict and out["batch_size"] == batch
+    with pytest.raises(ValueError, match="different batch sizes"):
+        ex.batch_regime_verdict({8: 0.5}, {16: ["holds"]})
+
+
+@pytest.mark.parametrize("heavy, gpt, share, verdict", [
+    ((1.10, 1.25), (0.98, 1.03), 0.5, "holds at our scale"),
+    ((0.90, 1.00), (0.98, 1.03), 0.5, "does not hold"),        # no gain where the optimizer is half the step
+    ((1.10, 1.25), (0.90, 0.97), 0.5, "does not hold"),        # slower on the GPT
+    ((0.98, 1.10), (0.98, 1.03), 0.5, "inconclusive"),
+    ((1.10, 1.25), (0.98, 1.03), 0.05, "not testable here"),   # the optimizer is too small a share to show
+])
+def test_throughput_verdict_returns_each_of_its_verdicts(heavy, gpt, share, verdict):
+    assert ex.throughput_verdict(heavy, gpt, share) == verdict
+    with pytest.raises(ValueError, match="finite"):
+        ex.throughput_verdict((1.2, 1.1), gpt, share)
+
+
+def test_horizon_batch_and_betas_configs_keep_what_they_promise():
+    for quick in (True, False):
+        base, long = ex.base_config(quick), ex.horizon_config(quick)
+        assert long.steps == ex.HORIZON_FACTOR * base.steps and long.batch_size == base.batch_size
+        assert long.warmup == ex.HORIZON_FACTOR * base.warmup
+        tokens = {b: ex.batch_config(quick, b).steps * b for b in ex.BATCH_SIZES[quick]}
+        assert len(set(tokens.values())) == 1 and base.batch_size in ex.BATCH_SIZES[quick]
+        assert ex.batch_config(quick, base.batch_size) == base  # the sweep's runs serve the base batch size
+        assert {ex.batch_config(quick, b, equal="steps").steps for b in ex.BATCH_SIZES[quick]} == {base.steps}
+        assert ex.betas_config(quick).steps <= base.steps
+        headline, sweep = ex.headline_seeds(quick), ex.sweep_seeds(quick)
+        assert not {s for pair in headline for s in pair} & {s for pair in sweep for s in pair}  # fresh seeds
+    assert len(ex.headline_seeds(False)) >= 5 and ex.horizon_config(False).steps * 32 * 64 >= 4 * 819_200
+    with pytest.raises(ValueError, match="does not divide"):
+        ex.batch_config(False, 3)
+    with pytest.raises(ValueError, match="equal must be"):
+        ex.batch_config(False, 8, equal="flops")
+    assert any(b1 > 0.95 and b2 > 0.98 for b1, b2 in ex.BETA_PAIRS)  # the summary's "(>0.95, >0.98)" region

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from analysis.training import TrainConfig
-from analysis.training.sweep import LrPoint, Sweep, lr_grid, replicate_seeds, sweep_lr
+from analysis.training.sweep import LrPoint, Sweep, lr_grid, replicate_seeds, sweep_lr, sweep_lrs
 
 BASE = TrainConfig(steps=8, warmup=2, batch_size=4, block=16, layers=1, heads=2, width=16)
 SEEDS = replicate_seeds(3)
@@ -96,3 +96,25 @@ def test_helpers():
     assert point.score == pytest.approx(2.2) and point.se == pytest.approx(0.2 / math.sqrt(3))
     tied = Sweep("adams", 2.0, [LrPoint(lr, SEEDS, (2.0,) * 3, (False,) * 3) for lr in (1e-3, 2e-3, 4e-3)], (1e-3,))
     assert not tied.bracketed  # a flat landscape has no bracketed optimum
+
+
+def test_sweeps_run_together_train_each_round_in_one_call_and_match_single_sweeps():
+    calls = []
+    inner = landscape(2e-4)
+
+    def run(configs):
+        calls.append(len(configs))
+        return inner(configs)
+
+    other = TrainConfig(**{**vars(BASE), "optimizer": "adamw"})
+    together = sweep_lrs({"a": (BASE, lr_grid(3e-3)), "b": (other, lr_grid(3e-4))}, SEEDS, run)
+    # round 1: both grids (2 x 15 runs); then only "a" is unbracketed and extends three times
+    assert calls == [30, 3, 3, 3]
+    alone = sweep_lr(BASE, lr_grid(3e-3), SEEDS, landscape(2e-4))
+    assert together["a"].to_dict() == alone.to_dict() and len(together["a"].runs) == len(alone.runs) == 24
+    assert together["b"].bracketed and together["b"].extended == [] and together["b"].optimizer == "adamw"
+
+
+def test_sweep_lrs_refuses_an_empty_set_of_sweeps():
+    with pytest.raises(ValueError, match="no sweeps"):
+        sweep_lrs({}, SEEDS, landscape(1e-3))
