@@ -72,7 +72,23 @@ def _probe(args) -> int:
         out=args.out, progress=True, hvp_engine=args.hvp_engine,
     )
     print(f"wrote {args.out}: {table['checkpoint'].nunique()} checkpoints, {len(table)} rows")
+    print(noise_line(table))
     return 0
+
+
+def noise_line(table) -> str:
+    """One line comparing the gradient norm a single batch shows with the unbiased estimate
+    (medians over the checkpoints, whole model), or why there is no estimate."""
+    whole = table[table["block"] == GLOBAL]
+    if "grad_sq_unbiased" not in whole or whole["grad_sq_unbiased"].isna().all():
+        return ("gradient noise: not estimated (it needs --data to give at least 3 independent minibatches of one "
+                "size)")
+    k = int(whole["n_noise_batches"].iloc[0])
+    med = {c: float(np.nanmedian(whole[c].to_numpy(float)))
+           for c in ("one_batch_grad_norm", "grad_norm", "grad_norm_unbiased", "noise_trace")}
+    return (f"gradient norm, median over checkpoints: one batch {med['one_batch_grad_norm']:.4g}, mean of the {k} "
+            f"batches {med['grad_norm']:.4g}, unbiased estimate {med['grad_norm_unbiased']:.4g} (minibatch noise "
+            f"trace {med['noise_trace']:.4g}; per checkpoint with standard errors in the table)")
 
 
 def _points(args):

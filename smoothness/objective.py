@@ -143,6 +143,14 @@ class Objective:
         self.evaluations["grad"] += len(self.batches)
         return {n: t / len(self.batches) for n, t in out.items()}
 
+    def batch_grads(self, w: Params) -> list[Params]:
+        """The gradient of each batch's loss at ``w``, one dict per batch (their mean is :meth:`grad`).
+        When the batches are independent random minibatches of one size, these are K draws of a
+        minibatch gradient (:mod:`smoothness.noise`)."""
+        out = [grad(lambda p: self._call(p, batch))(w) for batch in self.batches]
+        self.evaluations["grad"] += len(self.batches)
+        return out
+
     def hvp(self, w: Params, v: Params) -> Params:
         """H(w) v, summed over the batches and divided by their number, like f."""
         out = {n: torch.zeros_like(t) for n, t in w.items()}

@@ -2,7 +2,10 @@ r"""The probes at one point of a trajectory, globally and per block.
 
 At weights :math:`w_t` with the next iterate :math:`w_{t+1}` (update :math:`d = w_{t+1} - w_t`):
 
-* gradient norm :math:`\|\nabla f(w_t)\|` and, if known, the momentum norm :math:`\|m_t\|`;
+* gradient norm :math:`\|\nabla f(w_t)\|` and, if known, the momentum norm :math:`\|m_t\|`; with three
+  or more evaluation batches (independent random minibatches of one size), also the unbiased
+  estimate of the population gradient's norm, the minibatch noise trace with standard errors, and
+  the norm a single batch shows (:mod:`smoothness.noise`; the same gradients, no extra cost);
 * the step finite difference of Zhang et al. (2020),
   :math:`\hat L_t = \max_\gamma \|\nabla f(w_t + \gamma d) - \nabla f(w_t)\| / \|\gamma d\|` over a grid
   of interior points :math:`\gamma`, with the same evaluation batches at both ends: it costs one
@@ -24,11 +27,17 @@ from typing import Iterable, Mapping, Sequence
 import torch
 
 from smoothness.hessian import directional_curvature, spectral_norm
+from smoothness.noise import estimate_from_gram, gram
 from smoothness.objective import Objective, Params
 
-__all__ = ["blocks", "interior_gammas", "probe_point", "GLOBAL"]
+__all__ = ["blocks", "interior_gammas", "probe_point", "GLOBAL", "NOISE_COLUMNS", "NOISE_MIN_BATCHES"]
 
 GLOBAL = "all"  # the block name of whole-model quantities
+#: the fewest evaluation batches from which the gradient-noise columns are estimated (the jackknife
+#: leaves one out of at least three)
+NOISE_MIN_BATCHES = 3
+NOISE_COLUMNS = ("grad_norm_unbiased", "grad_sq_unbiased", "grad_sq_unbiased_se", "noise_trace", "noise_trace_se",
+                 "one_batch_grad_norm")
 
 
 def interior_gammas(n: int) -> tuple[float, ...]:
@@ -73,9 +82,20 @@ def probe_point(
     names = list(w)
     groups = {GLOBAL: names, **blocks(names, by)}
     nan = float("nan")
-    g0 = objective.grad(w)
-    rows = {b: {"block": b, "n_params": sum(w[n].numel() for n in ns), "grad_norm": math.sqrt(_sq(g0, ns))}
-            for b, ns in groups.items()}
+    k = len(objective.batches)
+    if k >= NOISE_MIN_BATCHES:  # the per-batch gradients give f's gradient (their mean) and its noise
+        per_batch = objective.batch_grads(w)
+        g0 = {n: sum(g[n] for g in per_batch) / k for n in names}
+    else:
+        per_batch, g0 = None, objective.grad(w)
+    rows = {b: {"block": b, "n_params": sum(w[n].numel() for n in ns), "grad_norm": math.sqrt(_sq(g0, ns)),
+                "n_noise_batches": k} for b, ns in groups.items()}
+    for b, ns in groups.items():
+        if per_batch is None:
+            rows[b].update({c: nan for c in NOISE_COLUMNS})
+        else:
+            estimate = estimate_from_gram(gram(per_batch, ns)).as_dict()
+            rows[b].update({c: estimate[c] for c in NOISE_COLUMNS})
     rows[GLOBAL]["loss"] = objective.loss(w)
     for b, ns in groups.items():
         have = momentum is not None and all(n in momentum for n in ns)
