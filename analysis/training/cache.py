@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 
 
 from analysis.report import atomic_write_text, is_fresh
-from analysis.training.config import (EVAL_KEYS, HISTORY_KEYS, MANIFEST_FILE, MANIFEST_FORMAT, RESULT_FILE,
+from analysis.training.config import (EVAL_KEYS, HISTORY_KEYS, TRACK_KEYS, MANIFEST_FILE, MANIFEST_FORMAT, RESULT_FILE,
                                       TrainConfig, TrainResult, config_record)
 
 
@@ -166,6 +166,8 @@ def _check_result(d: Any, config: TrainConfig, checkpoint_names: set[str]) -> No
     """``result.json`` has the fields of :class:`TrainResult` with their types, records ``config``,
     and lists exactly the checkpoints of the manifest."""
     fields = {f.name for f in dataclasses.fields(TrainResult)}
+    if isinstance(d, dict) and "track" not in d and config.track_every == 0:
+        fields.discard("track")  # an untracked run's record has no track (as before tracking existed)
     if not isinstance(d, dict) or set(d) != fields:
         got = sorted(d) if isinstance(d, dict) else type(d).__name__
         raise DamagedRun(f"{RESULT_FILE} must hold the fields {', '.join(sorted(fields))}, got {got}")
@@ -173,6 +175,8 @@ def _check_result(d: Any, config: TrainConfig, checkpoint_names: set[str]) -> No
         raise DamagedRun(f"{RESULT_FILE} records another configuration than the one asked for")
     _check_table(d, "history", HISTORY_KEYS)
     _check_table(d, "evals", EVAL_KEYS)
+    if "track" in d:
+        _check_table(d, "track", TRACK_KEYS)
     for name in ("final_val_loss", "tokens_per_s", "seconds"):
         if not _is_number(d[name]):
             raise DamagedRun(f"{RESULT_FILE}: {name} must be a number, got {d[name]!r}")

@@ -22,6 +22,7 @@ import torch
 import adams
 from analysis.training import corpus as corpus_mod
 from analysis.training.gpt import GPTConfig
+from smoothness.tracker import TRACK_KEYS
 from analysis.report import cache_root
 
 
@@ -36,7 +37,10 @@ EVAL_KEYS = ("step", "val_loss")
 
 #: integer fields and their smallest allowed value
 INT_FIELDS = {"steps": 1, "warmup": 0, "batch_size": 1, "block": 1, "layers": 1, "heads": 1, "width": 1,
-              "log_every": 1, "eval_every": 1, "eval_batches": 1, "save_every": 0, "seed": 0}
+              "log_every": 1, "eval_every": 1, "eval_batches": 1, "save_every": 0, "seed": 0, "track_every": 0}
+#: fields added after runs were cached: left out of the stored record (and so of the cache key) while
+#: they hold these defaults, so that every run cached before them keeps its key
+LATE_FIELDS = {"track_every": 0}
 MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes
 #: the hyperparameters every registry entry takes; TrainConfig has a field for each
 SHARED_HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay")
@@ -199,7 +203,9 @@ class TrainConfig:
     [0, steps], ``save_every`` >= 0 with 0 for no checkpoints), ``width`` divisible by ``heads``,
     ``optimizer`` registered in :data:`adams.OPTIMIZERS` and ``optimizer_kwargs`` (a dict, stored
     as sorted pairs) keywords that optimizer accepts, with values it accepts. That a window of
-    ``block + 1`` characters fits in the corpus is checked by :func:`train`, which loads it."""
+    ``block + 1`` characters fits in the corpus is checked by :func:`train`, which loads it.
+    ``track_every`` > 0 records the step finite difference on a fixed batch every that many steps
+    (:class:`smoothness.tracker.StepSmoothnessTracker`, into :attr:`TrainResult.track`)."""
     optimizer: str = "adams"
     lr: float = 3e-3
     betas: tuple[float, float] = (0.9, 0.95)
@@ -221,6 +227,7 @@ class TrainConfig:
     seed: int = 0
     data_seed: int | None = None
     optimizer_kwargs: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    track_every: int = 0
 
     def __post_init__(self):
         for name, value in _clean_fields(self).items():
@@ -250,7 +257,7 @@ class TrainConfig:
 
     def key(self) -> str:
         """Hash of the configuration and the package version: the cache directory's name."""
-        payload = json.dumps({"config": dataclasses.asdict(self), "version": adams.__version__,
+        payload = json.dumps({"config": config_record(self), "version": adams.__version__,
                               "corpus": corpus_mod.SHA256}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -276,9 +283,15 @@ class TrainResult:
     seconds: float
     checkpoints: list[str]
     n_params: int
+    track: dict[str, list] = field(default_factory=dict)  # per tracked step (TRACK_KEYS); empty if untracked
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as ``result.json`` stores them; an empty ``track`` is left out (the record of
+        a run cached before tracking existed)."""
+        d = dataclasses.asdict(self)
+        if not d["track"]:
+            del d["track"]
+        return d
 
 
 def default_cache_dir() -> Path:
@@ -286,8 +299,13 @@ def default_cache_dir() -> Path:
 
 
 def config_record(config: TrainConfig) -> dict:
-    """The configuration as ``result.json`` stores it (after a JSON round trip)."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+    """The configuration as ``result.json`` stores it (after a JSON round trip), without the
+    :data:`LATE_FIELDS` that hold their defaults."""
+    record = json.loads(json.dumps(dataclasses.asdict(config)))
+    for name, default in LATE_FIELDS.items():
+        if record[name] == default:
+            del record[name]
+    return record
 
 
 def optimizer_for(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

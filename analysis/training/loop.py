@@ -28,8 +28,12 @@ import adams
 from analysis.training import corpus as corpus_mod
 from analysis.training.cache import DamagedRun, cached_run, publish, read_verified, staging_dir, write_run
 from analysis.training.config import EVAL_KEYS, HISTORY_KEYS, TrainConfig, TrainResult, config_record, default_cache_dir
-from analysis.training.recipe import (build, check_block_fits, evaluate, momentum_norm, sample_batch, train_step,
-                                      validation_batches)
+from analysis.training.recipe import (build, check_block_fits, evaluate, lm_loss, momentum_norm, sample_batch,
+                                      train_step, validation_batches)
+from smoothness.tracker import StepSmoothnessTracker
+
+#: the seed of the fixed training batch a tracked run measures its step finite difference on
+TRACK_BATCH_SEED = 4242
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,6 +52,11 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
     evals = {k: [] for k in EVAL_KEYS}
     checkpoints, diverged_at = [], None
     tokens, train_seconds = 0, 0.0
+    tracker = None
+    if config.track_every:  # a fixed training batch of its own seed: the data order is not touched
+        fixed = sample_batch(data.train, np.random.default_rng(TRACK_BATCH_SEED), config.batch_size, config.block)
+        tracker = StepSmoothnessTracker(lambda batch: lm_loss(model, *batch), fixed, config.track_every,
+                                        momentum_norm=lambda: momentum_norm(optimizer))
 
     def save(step: int) -> None:
         name = f"step_{step:06d}.pt"
@@ -67,6 +76,9 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
             break
         x, y = sample_batch(data.train, rng, config.batch_size, config.block)
         log = step % config.log_every == 0 or step == config.steps - 1
+        tracked = tracker is not None and tracker.due(step)
+        if tracked:
+            tracker.before(params)
         t0 = time.perf_counter()
         loss, grad_norm, before = train_step(model, optimizer, params, config, step, x, y,
                                              before_update=(lambda: [p.detach().clone() for p in params]) if log else None)
@@ -76,6 +88,8 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
         if not math.isfinite(loss.item()) or not math.isfinite(grad_norm):
             diverged_at = step
             break
+        if tracked:
+            tracker.after(params, step)
         if log:
             update = math.sqrt(sum(float((p.detach() - b).double().pow(2).sum()) for p, b in zip(params, before)))
             for k, v in (("step", step), ("lr", config.lr_at(step)), ("train_loss", loss.item()),
@@ -91,7 +105,7 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
         diverged_at=diverged_at, state_bytes=adams.state_bytes(optimizer), param_bytes=adams.param_bytes(params),
         tokens_per_s=tokens / train_seconds if train_seconds else float("nan"),
         seconds=time.perf_counter() - start_all, checkpoints=checkpoints,
-        n_params=sum(p.numel() for p in params))
+        n_params=sum(p.numel() for p in params), track=tracker.records if tracker is not None else {})
 
 
 def _check_train_arguments(config: Any, cache_dir: Any, progress: Any, recompute: Any) -> Path:

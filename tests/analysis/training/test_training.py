@@ -91,3 +91,35 @@ def test_data_seed_changes_the_batch_order_and_not_the_initialization(tmp_path):
     assert other.history["train_loss"][1:] != same.history["train_loss"][1:]  # other batches
     with pytest.raises(ValueError, match="data_seed"):
         TrainConfig(**TINY, data_seed=-1)
+
+
+def test_tracking_records_every_kth_step_and_leaves_the_run_unchanged(tmp_path):
+    plain = train(TrainConfig(**TINY), cache_dir=tmp_path / "plain", progress=False)
+    tracked = train(TrainConfig(**TINY, track_every=4), cache_dir=tmp_path / "tracked", progress=False)
+    assert all(tracked.history[k] == plain.history[k] for k in tracked.history if k != "tokens_per_s")  # same run
+    assert tracked.evals == plain.evals and plain.track == {}
+    t = tracked.track
+    assert t["step"] == [0, 4, 8] and set(t) == {"step", "fd_smoothness", "grad_norm", "step_length", "momentum_norm"}
+    assert all(v > 0 and math.isfinite(v) for k in ("fd_smoothness", "grad_norm", "step_length", "momentum_norm")
+               for v in t[k])
+    again = train(TrainConfig(**TINY, track_every=4), cache_dir=tmp_path / "tracked", progress=False)
+    assert again.track == t  # stored and read back from the cache
+
+
+def test_an_untracked_configuration_keeps_the_key_it_had_before_tracking_existed():
+    import dataclasses
+    import hashlib
+    import json
+
+    import adams
+    from analysis.training import corpus
+
+    config = TrainConfig(**TINY)
+    record = json.loads(json.dumps(dataclasses.asdict(config)))
+    del record["track_every"]  # the record as it was before the field was added
+    payload = json.dumps({"config": record, "version": adams.__version__, "corpus": corpus.SHA256}, sort_keys=True,
+                         default=str)
+    assert config.key() == hashlib.sha256(payload.encode()).hexdigest()[:16]
+    assert TrainConfig(**TINY, track_every=2).key() != config.key()
+    with pytest.raises(ValueError, match="track_every"):
+        TrainConfig(**TINY, track_every=-1)
