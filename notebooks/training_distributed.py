@@ -27,7 +27,7 @@
 #   floating-point sums differs);
 # * that a checkpoint saved by 2 processes resumes on 1 (`adams.distributed`).
 #
-# **Claim checked here** (a row of `paper_repro.md`, our measurement, extending claim 52):
+# **Claim checked here** (a row of `paper_repro.md`, our measurement, extending claim 1):
 #
 # 56. *AdamS's state shards with the parameters: under FSDP2 each process holds half of AdamW's.*
 #
@@ -167,9 +167,9 @@ per_rank = "; ".join(f"rank {r}: AdamS {a:,} B, AdamW {b:,} B" for r, (a, b) in
 claims = [{
     "id": "sharded-state-memory",
     "order": 56,
-    "claim": ("(Our measurement, extending claim 52.) AdamS's state is per coordinate, so it shards with the "
+    "claim": ("(Our measurement, extending claim 1.) AdamS's state is per coordinate, so it shards with the "
               "parameters: under FSDP2 each process holds half of AdamW's optimizer state."),
-    "paper_value": "0.5x AdamW's optimizer memory (claim 52, one device)",
+    "paper_value": "0.5x AdamW's optimizer memory (claim 1, one device)",
     "measured": (f"FSDP2 on {WORLD} processes, {single['adams'].n_params:,}-parameter GPT: {per_rank}; buffers "
                  f"AdamS/AdamW = {', '.join(f'{r:.4f}' for r in ratios)} per rank (0.5001 with the 4-byte step "
                  f"counters). DDP keeps the full {ddp['adams'].state_bytes_per_rank[0]:,} B on every process. "

@@ -12,13 +12,13 @@
 
 The names below are the catalog's and the exact bounds': ``from analysis import bounds as B``.
 """
-from analysis.bounds.catalog import (BOUNDS, MEASURES, Bound, clipped_gd_iterations, convert, default_steps,
+from analysis.bounds.catalog import (BOUNDS, MEASURES, RELATED, Bound, clipped_gd_iterations, convert, default_steps,
                                      descent_factor, descent_remainder, gd_iterations, implies,
                                      normalized_gd_iterations, recommend, safe_step, segment_bound,
                                      step_bound_attainer)
 
 __all__ = [
-    "Bound", "BOUNDS", "MEASURES", "implies", "convert", "step_bound_attainer",
+    "Bound", "BOUNDS", "RELATED", "MEASURES", "implies", "convert", "step_bound_attainer",
     "segment_bound", "descent_remainder", "descent_factor", "clipped_gd_iterations", "normalized_gd_iterations",
     "gd_iterations", "safe_step", "default_steps", "recommend",
 ]

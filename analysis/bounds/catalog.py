@@ -41,7 +41,7 @@ from analysis.bounds.l0l1 import (  # noqa: F401  (re-exported through analysis.
 )
 
 __all__ = [
-    "Bound", "BOUNDS", "MEASURES", "implies", "convert", "step_bound_attainer",
+    "Bound", "BOUNDS", "RELATED", "MEASURES", "implies", "convert", "step_bound_attainer",
     "segment_bound", "descent_remainder", "descent_factor", "clipped_gd_iterations", "normalized_gd_iterations",
     "gd_iterations", "safe_step", "default_steps", "recommend",
 ]
@@ -132,7 +132,8 @@ def _log_plus(x: float) -> float:
 
 def _bounds() -> dict[str, Bound]:
     det, sto = "deterministic", "stochastic"
-    exact = "this package, proved in analysis.bounds.l0l1 (Lemmas 1-2)"
+    exact = ("this package, proved in analysis.bounds.l0l1 from Lemmas 1-2 (the exponential form of Chen et al., "
+             "ICML 2023, and Vankov et al. 2024)")
     items = [
         Bound("ours-clipped-gd", "clipped GD", exact, det, "none", "min_norm", "exact", "upper", 2.0,
               lambda L0, L1, delta, eps: clipped_gd_iterations(L0, L1, delta, eps), ("L0", "L1", "delta", "eps"),
@@ -164,7 +165,8 @@ def _bounds() -> dict[str, Bound]:
               "Koloskova, Hendrikx, Stich, ICML 2023; Vankov et al. 2024 (normalized GD)", det, "none",
               "min_norm", "order-only", "upper", 2.0,
               lambda L0, L1, delta, eps: L0 * delta / eps**2 + L1 * delta / eps, ("L0", "L1", "delta", "eps"),
-              "O(L0 Delta eps^-2 + L1 Delta eps^-1); the same order holds for normalized GD"),
+              "O(L0 Delta eps^-2 + L1 Delta eps^-1); the same order holds for normalized GD. Attribution and "
+              "assumptions as our sources summarize them; not checked against the papers from here"),
         Bound("zhang-2020b-clipped-sgdm", "clipped SGD with momentum",
               "Zhang, Jin, Fang, Wang, NeurIPS 2020", sto, "almost surely bounded", "avg_expected_norm",
               "order-only", "upper", 4.0,
@@ -179,16 +181,35 @@ def _bounds() -> dict[str, Bound]:
               sto, "bounded variance", "output_expected_norm", "order-only", "lower", 4.0,
               lambda L0, delta, sigma, eps: delta * L0 * sigma**2 / eps**4, ("L0", "delta", "sigma", "eps"),
               "Omega(Delta L sigma^2 eps^-4) on L-smooth functions, so on the (L0, L1) class with L = L0"),
-        Bound("adams-2025", "AdamS", "Zhang, Wang, Chen, EMNLP 2025 (arXiv 2505.16363)", sto, "sub-Gaussian",
+        Bound("adams-2025", "AdamS", "Zhang, Wang, Chen, EMNLP 2025 (arXiv 2505.16363)", sto,
+              "\"weak noise assumptions\" (the paper's words; the exact form is not in our sources)",
               "avg_expected_norm", "order-only", "upper", 4.0,
               lambda eps: eps**-4.0, ("eps",),
-              "rate O~(T^-1/4) under (L0, L1)-smoothness, i.e. T = O~(eps^-4); the theorem's constants are not "
-              "available to us, and the measure is our reading of the rate"),
+              "rate O~(T^-1/4) in gradient norm under (L0, L1)-smoothness (\"relaxed smoothness\") and the paper's "
+              "noise assumption, called optimal (it matches the Omega(eps^-4) lower bound), i.e. T = O~(eps^-4). The "
+              "theorem's constants, its conditions on beta1 and beta2, its step-size schedule and the exact "
+              "stationarity measure are not available to us (the measure here is our reading of the rate)"),
     ]
     return {b.key: b for b in items}
 
 
 BOUNDS: dict[str, Bound] = _bounds()
+
+#: analyses the package cites but cannot turn into a bound here (their rates or constants are not in
+#: our sources): citation -> what they show
+RELATED = {
+    "Wang et al., Provable adaptivity of Adam under non-uniform smoothness, KDD 2024":
+        "Adam's convergence under (L0, L1)-smoothness without bounded gradients; Bohan Wang is an AdamS author. "
+        "Rate and conditions not in our sources.",
+    "Chen et al., Generalized-smooth nonconvex optimization is as efficient as smooth nonconvex optimization, "
+    "ICML 2023":
+        "the exponential form of (L0, L1)-smoothness (Lemmas 1-2 of analysis.bounds.l0l1) and methods that "
+        "match smooth rates",
+    "Vankov et al., 2024": "improved analyses of clipped and normalized GD; the exponential lemmas",
+    "Cooper, NeurIPS 2024 OPT workshop":
+        "feed-forward networks of depth >= 2 with squared or cross-entropy loss are not (L0, L1)-smooth globally: "
+        "measurements along a trajectory are local",
+}
 
 
 def step_bound_attainer(beta1: float, beta2: float, g1: float = 1.0) -> np.ndarray:

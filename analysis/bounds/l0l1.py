@@ -2,7 +2,11 @@ r"""Inequalities for (L0, L1)-smooth functions, and iteration bounds with exact 
 
 Everything here is proved in the docstrings below from one assumption, and
 :mod:`analysis.bounds.derivations` derives the two integrals with sympy (the tests compare the two).
-These bounds are *ours*: they are not quoted from a paper, so their constants are exact and a
+The two lemmas are known: the exponential (Gronwall) form of (L0, L1)-smoothness and the descent
+inequality that follows from it appear in Chen et al. (ICML 2023, "Generalized-smooth nonconvex
+optimization is as efficient as smooth nonconvex optimization") and in Vankov et al. (2024); they are
+proved again below so that the module stands alone. The three iteration bounds are derived here with
+every constant written out (not quoted from a paper, whose constants are usually hidden in O(.)), so a
 simulation must never cross them (``tests/analysis/bounds/test_bounds.py`` checks that on many random cases).
 
 **Assumption.** f is twice differentiable, bounded below by f*, and

@@ -47,7 +47,8 @@ __all__ = ["base_config", "seeds", "cached_seconds", "ADAPTIVE", "COMPARED", "SG
            "SWEEP_CENTERS", "PARITY_MARGIN", "sweep_seeds", "lr_sweeps", "inherit_verdict", "HORIZON_FACTOR",
            "horizon_config", "headline_seeds", "horizon_rechecks", "headline_runs", "final_losses",
            "paired_verdicts", "betas_config", "beta_sweeps", "beta_reversals", "BATCH_SIZES", "batch_config",
-           "batch_sweeps", "throughput_verdict", "headline", "equal_steps_runs", "noise_runs", "checkpoint_noise", "REGIME_SHARE", "batch_regime_verdict"]
+           "batch_sweeps", "throughput_verdict", "headline", "equal_steps_runs", "noise_runs", "checkpoint_noise", "REGIME_SHARE", "batch_regime_verdict",
+           "TRACK_EVERY", "tracked_runs", "track_correlation", "seed_correlation_verdict"]
 
 ADAPTIVE = ("adams", "adamw", "adam-mini", "adapm")
 COMPARED = ("adams", "adamw", "sgdm", "adam-mini", "adapm")
@@ -545,3 +546,57 @@ def batch_regime_verdict(shares: dict[int, float], same: dict[int, Sequence[str]
         return {"verdict": "not testable here", "batch_size": None, "in_regime": []}
     b = in_regime[-1]
     return {"verdict": all_of(*same[b]), "batch_size": b, "in_regime": in_regime}
+
+
+# ---------------------------------------------------------------------------------------------
+# dense smoothness trajectories
+
+#: steps between two tracked points of a dense trajectory (100 points over the base run's 400 steps)
+TRACK_EVERY = {False: 4, True: 2}
+
+
+def tracked_runs(quick: bool, lrs: dict[str, float], **run_kwargs) -> dict[str, list[TrainResult]]:
+    """Each optimizer of ``lrs`` at its rate on :func:`base_config`, one run per sweep seed, with the
+    step finite difference tracked every :data:`TRACK_EVERY` steps (``TrainResult.track``)."""
+    seeds = sweep_seeds(quick)
+    configs = [base_config(quick, optimizer=name, lr=lr, seed=s, data_seed=d, track_every=TRACK_EVERY[quick])
+               for name, lr in lrs.items() for s, d in seeds]
+    results = runs(configs, **run_kwargs)
+    return {name: list(results[i * len(seeds):(i + 1) * len(seeds)]) for i, name in enumerate(lrs)}
+
+
+def track_correlation(track: dict, x: str = "grad_norm", y: str = "fd_smoothness", skip: float = 0.0) -> float:
+    """Pearson correlation of log ``x`` and log ``y`` over a run's tracked points, leaving out the
+    first ``skip`` share of training (by step)."""
+    steps = np.asarray(track["step"], dtype=float)
+    a, b = np.asarray(track[x], dtype=float), np.asarray(track[y], dtype=float)
+    keep = (steps >= skip * (steps.max() + 1)) & np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    if keep.sum() < 3:
+        raise ValueError(f"track_correlation: fewer than 3 usable points after skipping {skip:.0%}")
+    return float(np.corrcoef(np.log(a[keep]), np.log(b[keep]))[0, 1])
+
+
+def seed_correlation_verdict(full: Sequence[float], trimmed: Sequence[float]) -> dict:
+    """Row 42 for one optimizer: per-seed correlations over the whole run (``full``) and without its
+    first 5% (``trimmed``). With the Student-t 95% interval of the mean correlation over seeds for
+    each: "holds at our scale" if both intervals lie above 0; "does not hold" if either lies at or
+    below 0; "inconclusive" otherwise (so that no single point, such as the first checkpoint, and no
+    single seed decides).
+
+    >>> seed_correlation_verdict([0.6, 0.7, 0.65], [0.5, 0.6, 0.55])["verdict"]
+    'holds at our scale'
+    >>> seed_correlation_verdict([0.6, 0.7, 0.65], [-0.3, -0.2, -0.25])["verdict"]
+    'does not hold'
+    """
+    out = {"full": summary(full), "trimmed": summary(trimmed)}
+    if out["full"]["n"] < 2 or out["trimmed"]["n"] < 2:
+        raise ValueError("seed_correlation_verdict: at least two seeds with a finite correlation each")
+    lows = [out[k]["ci"][0] for k in ("full", "trimmed")]
+    highs = [out[k]["ci"][1] for k in ("full", "trimmed")]
+    if any(h <= 0 for h in highs):
+        verdict = "does not hold"
+    elif all(lo > 0 for lo in lows):
+        verdict = "holds at our scale"
+    else:
+        verdict = "inconclusive"
+    return {**out, "verdict": verdict}

@@ -183,3 +183,24 @@ def test_horizon_batch_and_betas_configs_keep_what_they_promise():
     with pytest.raises(ValueError, match="equal must be"):
         ex.batch_config(False, 8, equal="flops")
     assert any(b1 > 0.95 and b2 > 0.98 for b1, b2 in ex.BETA_PAIRS)  # the summary's "(>0.95, >0.98)" region
+
+
+@pytest.mark.parametrize("full, trimmed, verdict", [
+    ([0.60, 0.70, 0.65], [0.50, 0.60, 0.55], "holds at our scale"),
+    ([0.60, 0.70, 0.65], [-0.30, -0.20, -0.25], "does not hold"),   # the first 5% made the correlation
+    ([-0.1, -0.2, -0.15], [0.5, 0.6, 0.55], "does not hold"),
+    ([0.60, -0.40, 0.50], [0.50, 0.60, 0.55], "inconclusive"),      # one seed disagrees: the interval spans 0
+])
+def test_seed_correlation_verdict_returns_each_of_its_verdicts(full, trimmed, verdict):
+    assert ex.seed_correlation_verdict(full, trimmed)["verdict"] == verdict
+
+
+def test_track_correlation_skips_the_start_and_needs_points():
+    steps = list(range(0, 100, 4))
+    grad = [10.0 if s < 5 else 1.0 + 0.01 * s for s in steps]   # one early outlier point
+    fd = [100.0 if s < 5 else 5.0 - 0.01 * s for s in steps]
+    track = {"step": steps, "grad_norm": grad, "fd_smoothness": fd}
+    assert ex.track_correlation(track) > 0.5                     # the outlier alone makes it positive
+    assert ex.track_correlation(track, skip=0.05) < -0.9         # without it, the trend is negative
+    with pytest.raises(ValueError, match="fewer than 3"):
+        ex.track_correlation({"step": [0, 1], "grad_norm": [1.0, 2.0], "fd_smoothness": [1.0, 2.0]})
