@@ -43,6 +43,7 @@
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullFormatter
 import pandas as pd
 import torch
 
@@ -150,6 +151,7 @@ for ax, o in zip(axes, ("adams", "adamw")):
         ax.scatter(t["grad_norm"], t["fd_smoothness"], s=10, alpha=0.6, label=f"seed {r.config['seed']}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("|grad f| on the fixed batch")
     ax.set_title(f"{'AdamS' if o == 'adams' else 'AdamW'} (lr {sweeps[o].best.lr:.2g}): "
                  f"r = {dense_verdicts[o]['full']['mean']:.2f} over seeds")
