@@ -43,8 +43,9 @@ import seaborn as sns
 
 from adams.registry import LABELS
 from analysis.report import claims as rules
-from analysis.report import command_for, quick_mode, save_figure, save_results
+from analysis.report import cached, command_for, quick_mode, save_figure, save_results
 from analysis.stationary import closed_forms
+from analysis.training import TrainConfig
 from analysis.training import experiments as ex
 
 NAME = "training_batch_size"
@@ -104,7 +105,10 @@ for (equal, b), v in versus.items():
 
 # %%
 noise_runs = ex.noise_runs(QUICK, lrs)
-noise = {key: ex.checkpoint_noise(r, k=K, seed=7) for key, r in noise_runs.items()}
+# deterministic, but about 100 s of gradients: kept with the runs so that a rerun does not redo them
+noise = {key: cached("training_batch_size_noise", {"run": TrainConfig.from_dict(r.config).key(), "k": K, "seed": 7},
+                     lambda r=r: ex.checkpoint_noise(r, k=K, seed=7))
+         for key, r in noise_runs.items()}
 for (o, b), rows in sorted(noise.items(), key=lambda kv: (kv[0][0], kv[0][1])):
     for row in rows:
         print(f"{LABELS[o]:<6} batch {b:>3} step {row['step']:>5}: median mu/sigma {row['snr_quantiles']['0.5']:.3f}, "

@@ -54,6 +54,7 @@ import adams
 from adams.registry import LABELS
 from analysis import memory as memory_lib
 from analysis.training import corpus, init_model
+from analysis.training.config import config_record
 from analysis.training import experiments as ex
 from analysis.report import cached, command_for, hardware, quick_mode, save_figure, save_results
 
@@ -114,7 +115,7 @@ for setting, base in SETTINGS.items():
     # timings differ from run to run: measured once per machine and kept until `--recompute`
     times[setting] = cached(
         "training_memory_step_times",
-        {"configs": {n: dataclasses.asdict(c) for n, c in step_configs[setting].items()}, "rounds": ROUNDS,
+        {"configs": {n: config_record(c) for n, c in step_configs[setting].items()}, "rounds": ROUNDS,
          "warmup": WARMUP, "machine": hardware(), "version": adams.__version__, "format": 2},
         lambda: ex.interleaved_step_times(step_configs[setting], ROUNDS, WARMUP))
 speed, speed_ci, throughput, share, n_params = {}, {}, {}, {}, {}

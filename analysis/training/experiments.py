@@ -517,7 +517,9 @@ def checkpoint_noise(result: TrainResult, *, k: int = 16, seed: int = 0) -> list
     out = []
     for i, path in enumerate(result.checkpoints):
         model = GPT(config.model_config(data.vocab_size))
-        step = load_checkpoint(path, model).step
+        checkpoint = load_checkpoint(path, model)  # read and checked against the model, which it leaves alone
+        model.load_state_dict(checkpoint.model_state)
+        step = checkpoint.step
         grads = minibatch_gradients(model, data.train, batch_size=config.batch_size, block=config.block, k=k,
                                     seed=seed + i)
         out.append({"step": step, **snr_summary(grads, config.betas)})

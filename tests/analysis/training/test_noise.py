@@ -62,3 +62,23 @@ def test_minibatch_gradients_are_seeded_and_leave_the_model_alone():
     assert all(p.grad is None for p in model.parameters())
     with pytest.raises(ValueError, match="k must be"):
         minibatch_gradients(model, data.train, batch_size=4, block=16, k=3, seed=0)
+
+
+def test_checkpoint_noise_measures_the_checkpointed_weights_and_is_deterministic(tmp_path):
+    from analysis.training import experiments as ex
+    from analysis.training import train
+    from analysis.training.gpt import GPT
+    from smoothness import load_checkpoint
+
+    config = TrainConfig(steps=6, warmup=1, batch_size=4, block=16, layers=1, width=16, heads=2, log_every=3,
+                         eval_every=6, eval_batches=1, save_every=3)
+    result = train(config, cache_dir=tmp_path, progress=False)
+    first = ex.checkpoint_noise(result, k=4, seed=3)
+    torch.manual_seed(999)  # a different global RNG state must not change anything
+    again = ex.checkpoint_noise(result, k=4, seed=3)
+    assert first == again and [row["step"] for row in first] == [0, 3, 6]
+    data = corpus.load()
+    model = GPT(config.model_config(data.vocab_size))
+    model.load_state_dict(load_checkpoint(result.checkpoints[-1], model).model_state)
+    grads = minibatch_gradients(model, data.train, batch_size=4, block=16, k=4, seed=3 + 2)
+    assert first[-1] == {"step": 6, **snr_summary(grads, config.betas)}
