@@ -24,12 +24,16 @@
 #    is the bound on easy problems, and how tight on the ramp, the shape of the worst case?
 # 2. **Order-only bounds** (the literature, and AdamS's own rate O~(T^-1/4)): on a family built to be
 #    hard (a ramp whose slope is tied to eps), with the best learning rate at each eps, how fast does
-#    T grow as eps shrinks? The stochastic bounds say eps^-4.
+#    T grow as eps shrinks? The stochastic bounds say eps^-4. Then the test that separates methods:
+#    under (L0, L1)-smoothness a fixed step must be of order 1/(L0 + L1 ||grad f||) along the way, so
+#    fixed-step GD's iteration count grows with the initial gradient norm, and clipped, normalized
+#    and AdamS-type steps should not; starting the same problem farther out shows which is which.
 # 3. **Steps**: how do AdamS's and Adam's per-coordinate steps lr / sqrt(V) and lr / sqrt(S) compare with
 #    the safe step 1 / (L0 + L1 ||grad f||), and what step and clipping would the theory pick for the
 #    (L0, L1) measured along a real training run?
 #
-# **Claims checked here** (rows of `paper_repro.md`): 61 AdamS's rate; 63 the exact bounds are never
+# **Claims checked here** (rows of `paper_repro.md`): 61 AdamS under (L0, L1)-smoothness, judged by
+# how its iteration count grows with the initial gradient norm; 63 the exact bounds are never
 # crossed; 64 AdamS's step against Adam's and the safe step; 65 the
 # theory's step for a measured trajectory.
 #
@@ -119,6 +123,51 @@ print(f"exponent study: {time.perf_counter() - t0:.1f} s, {len(lrs)} learning ra
 for m, fit in expo.items():
     print(f"{LABEL[m]:<26} exponent {fit['slope']:.2f} (95% CI {fit['ci'][0]:.2f} to {fit['ci'][1]:.2f}); "
           f"T = {', '.join(f'{t:.0f}' for t in fit.get('T', []))}")
+
+# %% [markdown]
+# ## 2b. Starting farther out: which iteration counts grow with the initial gradient norm
+#
+# The exponent above cannot tell AdamS from SGD: both stay below 4. What (L0, L1)-smoothness does
+# separate is the dependence on where a run starts. On $f = \sum_i (\cosh(a x_i) - 1)/a^2$
+# ($L_0 = 1$, $L_1 = a = 1$), started at $|x_i| = r\,u_i$ ($u_i$ uniform in [1/2, 1], random signs
+# per seed), $\|\nabla f(x_0)\|$ grows like $e^{r}$. A fixed step must stay below about
+# $2/\cosh(a x)$ on the way in, so GD's best count should grow about linearly in
+# $\|\nabla f(x_0)\|$ (slope 1 of log T against log $\|\nabla f(x_0)\|$); a step of bounded length
+# (clipped, normalized, and AdamS's per-coordinate normalized step) crosses the distance $r$ in
+# about $r$ / step iterations, so its count grows like $\log\|\nabla f(x_0)\|$ (slope near 0). Every
+# method gets the best of 17 learning rates (1e-4 to 1) at every start, 16 seeds, gradient noise
+# $\sigma = 0.01$, T the first iterate with seed-mean $\|\nabla f(x_t)\| \le 0.01$.
+#
+# **The rule, before the numbers** (row 61, `bx.start_distance_verdict`): with bootstrap 95% intervals
+# (over seeds) of each slope, **not testable here** if GD's interval is not wholly above 0.5 or if
+# clipped or normalized GD's is wholly above 0.5 (the family would not show the theory's
+# separation); otherwise **holds at our scale** if AdamS's interval lies below 0.5, **does not hold**
+# if it lies above 0.5, **inconclusive** otherwise.
+
+# %%
+START_METHODS = ("gd", "clipped", "normalized", "adam", "adams", "adams-paper")
+t0 = time.perf_counter()
+start = bx.start_distance_study(START_METHODS, bx.START_RADII[QUICK], np.logspace(-4, 0, 9 if QUICK else 17),
+                                seeds=8 if QUICK else 16, n_boot=100 if QUICK else 300)
+row61 = bx.start_distance_verdict(start["fits"])
+print(f"start-distance study: {time.perf_counter() - t0:.1f} s; |grad f(x_0)| "
+      f"{', '.join(f'{g:.3g}' for g in start['grad0'])}")
+for m, fit in start["fits"].items():
+    print(f"{LABEL[m]:<26} slope {fit['slope']:.2f} (95% CI {fit['ci'][0]:.2f} to {fit['ci'][1]:.2f}); "
+          f"T = {', '.join(f'{t:.0f}' for t in fit.get('T', []))}; best lr {', '.join(f'{v:.2g}' for v in fit['best_lr'])}")
+print(f"row 61: {row61}")
+fig, ax = plt.subplots(figsize=(6.8, 4.4))
+for m, fit in start["fits"].items():
+    if "T" in fit:
+        ax.plot(fit["x"], fit["T"], "o-", ms=4, label=f"{LABEL[m]}: slope {fit['slope']:.2f}")
+g = np.array(start["grad0"])
+ax.plot(g, 0.5 * start["fits"]["gd"]["T"][0] * g / g[0], "k:", lw=1, label="slope 1")
+ax.set(xscale="log", yscale="log", xlabel="|grad f(x_0)| (mean over seeds)",
+       ylabel=f"T to seed-mean |grad f| <= {start['eps']:g} (best rate)",
+       title=f"cosh, L0 = 1, L1 = {start['a']:g}, d = {start['d']}: starting farther out")
+ax.legend(fontsize=8)
+fig.tight_layout()
+save_figure(fig, f"{NAME}_start_distance")
 
 # %% [markdown]
 # ## 3a. Effective steps against the safe step
@@ -240,20 +289,27 @@ claims = [
     {
         "id": "adams-convergence-rate",
         "order": 61,
-        "claim": "AdamS converges at rate O~(T^-1/4) under (L0, L1)-smoothness, i.e. T = O~(eps^-4).",
-        "paper_value": "O~(T^-1/4); constants of the theorem not available",
-        "measured": (f"exponent p of T ~ eps^-p on the ramp family (best of {len(lrs)} learning rates, {SEEDS} seeds, "
-                     f"{len(fit_s.get('eps', []))} eps from {max(eps_grid):g} to {min(eps_grid):g}): AdamS "
-                     f"{fit_s['slope']:.2f} (95% CI {fit_s['ci'][0]:.2f} to {fit_s['ci'][1]:.2f}), paper-text form "
-                     f"{fit_p['slope']:.2f} ({fit_p['ci'][0]:.2f} to {fit_p['ci'][1]:.2f}), SGD {fit_sgd['slope']:.2f} "
-                     f"({fit_sgd['ci'][0]:.2f} to {fit_sgd['ci'][1]:.2f}), Adam {expo['adam']['slope']:.2f}"),
+        "claim": "AdamS converges under (L0, L1)-smoothness (rate O~(T^-1/4)); unlike a fixed-step method, whose step "
+                 "must be of order 1/(L0 + L1 |grad f|), its iteration count does not grow with the initial gradient "
+                 "norm.",
+        "paper_value": "O~(T^-1/4) under (L0, L1)-smoothness; constants of the theorem not available",
+        "measured": (f"slope of log T against log |grad f(x_0)| on cosh (L0 = 1, L1 = {start['a']:g}, d = {start['d']}) "
+                     f"started at {len(start['radii'])} distances (|grad f(x_0)| {start['grad0'][0]:.3g} to "
+                     f"{start['grad0'][-1]:.3g}), best of {len(start['lrs'])} learning rates, {start['seeds']} seeds "
+                     "(95% bootstrap CI): "
+                     + ", ".join(f"{LABEL[m]} {f['slope']:.2f} ({f['ci'][0]:.2f} to {f['ci'][1]:.2f})"
+                                 for m, f in start["fits"].items())
+                     + f". Exponent p of T ~ eps^-p on the ramp family (not judged): AdamS {fit_s['slope']:.2f} "
+                     f"({fit_s['ci'][0]:.2f} to {fit_s['ci'][1]:.2f}), SGD {fit_sgd['slope']:.2f} "
+                     f"({fit_sgd['ci'][0]:.2f} to {fit_sgd['ci'][1]:.2f})"),
         "command": COMMAND,
-        "verdict": "does not hold" if fit_s["ci"][0] > 4 else "holds at our scale",
-        "note": ("Verdict rule: does not hold if AdamS's interval lies above 4. Only the exponent can be checked: "
-                 "without the theorem's constants T itself cannot be compared. The ramp is the shape of the worst "
-                 "case for gradient methods (SGD's exponent is close to 4), but the lower bounds that force eps^-4 "
-                 "on every method use dimensions growing with 1/eps; the interval covers seed noise, not the "
-                 "coarseness of the learning-rate grid."),
+        "verdict": row61,
+        "note": (f"Verdict rule (stated before the numbers): not testable here if GD's slope interval is not wholly "
+                 f"above {bx.GROWTH_SLOPE} or clipped or normalized GD's is wholly above it; otherwise holds if "
+                 f"AdamS's interval lies below {bx.GROWTH_SLOPE}, does not hold if above, inconclusive if it "
+                 "straddles. The theorem's constants are not available, so T itself is not compared with the "
+                 "bound; the exponent in 1/eps separates nothing (SGD's is below 4 too) and is reported only. "
+                 "The intervals cover seed noise, not the coarseness of the learning-rate grid."),
     },
     {
         "id": "exact-bounds-never-crossed",
@@ -309,7 +365,7 @@ numbers = {
     # the tables and curves behind the figure, reduced: counts, the tightest case of each kind, curves at 25 steps
     "exact": {**bx.summarize_exact_table(exact.to_dict(orient="list")), "violations": violations,
               "undetermined": undetermined},
-    "exponents": expo, "eps_grid": list(eps_grid), "lrs": lrs.tolist(), "seeds": SEEDS,
+    "exponents": expo, "start_distance": start, "eps_grid": list(eps_grid), "lrs": lrs.tolist(), "seeds": SEEDS,
     "effective_steps": {str(s): bx.thin_curves(r, 25) for s, r in eff.items()},
     "trajectory": {**theory, "run_step": run_step, "run_lr": run_config.lr, "run_clip": run_config.clip,
                    "source": source.name, "source_quick": bool(probe["quick"])},

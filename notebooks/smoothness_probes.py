@@ -43,7 +43,9 @@ import torch
 
 import adams
 import smoothness
+from analysis.training import experiments as ex
 from analysis.training.gpt import GPT, GPTConfig
+from analysis.training.noise import momentum_noise_ratio
 from analysis.report import command_for, quick_mode, save_figure, save_results
 from smoothness import cross_entropy_loss
 from smoothness.plot import plot_table
@@ -205,8 +207,13 @@ print(f"{sum(p.numel() for p in model.parameters()):,} parameters; train loss {t
 
 # %%
 eval_batch = sample_batch(np.random.default_rng(SEED + 2), EVAL_SEQUENCES)
+# the evaluation batch in NOISE_PARTS equal parts: the probes take the gradient of their mean (the
+# whole batch's) and, from the parts' gradients, the unbiased |grad f| and the noise trace
+NOISE_PARTS = 4
+part = EVAL_SEQUENCES // NOISE_PARTS
+eval_parts = [tuple(t[i * part:(i + 1) * part] for t in eval_batch) for i in range(NOISE_PARTS)]
 table = smoothness.probe_trajectory(
-    lambda: GPT(config), cross_entropy_loss, eval_batch, checkpoints, gammas=smoothness.interior_gammas(3),
+    lambda: GPT(config), cross_entropy_loss, eval_parts, checkpoints, gammas=smoothness.interior_gammas(3),
     blocks="layer", hessian=True, tol=1e-3, seed=SEED, out=workdir / "probes.csv", progress=False)
 whole = table[table["block"] == "all"].reset_index(drop=True)
 print(whole[["step", "loss", "grad_norm", "momentum_norm", "step_length", "fd_smoothness", "curvature",
@@ -232,29 +239,56 @@ for measure in ("fd_smoothness", "hessian_norm"):
 # %% [markdown]
 # ## 5. Does the momentum norm track the gradient norm?
 #
-# The momentum is an average of past *stochastic* gradients of the training batches; the gradient
-# norm here is that of the fixed evaluation batch at the same weights. Their ratio, checkpoint by
-# checkpoint (after the first, where the momentum is still zero):
+# The momentum averages past *stochastic* gradients; the gradient norm of a finite evaluation batch
+# carries that batch's own noise, $E\|g_B\|^2 = \|\nabla f\|^2 + \operatorname{tr}\Sigma_B$, so the
+# ratio of the two norms mixes the claim with the estimator. Here the evaluation batch comes in
+# four parts, and the probes give the unbiased $\widehat{\|\nabla f\|^2}$ and the noise trace from
+# the parts' gradients (`smoothness.noise`). The noise model for i.i.d. minibatch gradients of a
+# steady mean predicts $E\|m\|^2 = \|\nabla f\|^2 + \frac{1-\beta_1}{1+\beta_1}\operatorname{tr}\Sigma_B$
+# with $\Sigma_B$ the noise of a *training* batch (32 sequences; one part's trace times
+# part size / 32).
+#
+# **The rule, before the numbers** (row 41, `analysis.training.experiments.momentum_noise_verdict`):
+# measured over predicted, $\sqrt{\sum\|m\|^2 / \sum(\widehat{\|\nabla f\|^2} + a\operatorname{tr}\Sigma_B)}$
+# over the checkpoints after the first (`analysis.training.noise.momentum_noise_ratio`), with a
+# bootstrap 95% interval over checkpoints: **holds at our scale** if the interval lies within a
+# factor 1.5 of 1, **does not hold** if it lies wholly outside, **inconclusive** otherwise.
 
 # %%
+BETA1 = 0.9
 has_m = whole["momentum_norm"].notna() & (whole["momentum_norm"] > 0)
-ratio = (whole["momentum_norm"] / whole["grad_norm"])[has_m].to_numpy()
-boot = np.random.default_rng(SEED).choice(ratio, (2000, ratio.size)).mean(axis=1)
-ratio_summary = {"n": int(ratio.size), "median": float(np.median(ratio)), "mean": float(ratio.mean()),
-                 "mean_ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
-                 "q10": float(np.quantile(ratio, 0.1)), "q90": float(np.quantile(ratio, 0.9)),
-                 "log_corr": float(np.corrcoef(np.log(whole["momentum_norm"][has_m]), np.log(whole["grad_norm"][has_m]))[0, 1])}
+pts = whole[has_m]
+noise_B = pts["noise_trace"].to_numpy(float) * part / BATCH  # tr Sigma of a training batch
+m_sq, g_sq = pts["momentum_norm"].to_numpy(float) ** 2, pts["grad_sq_unbiased"].to_numpy(float)
+noise_check = momentum_noise_ratio(m_sq, g_sq, noise_B, BETA1)
+boot_rng = np.random.default_rng(SEED)
+boot = []
+for _ in range(2000):
+    i = boot_rng.integers(0, len(pts), len(pts))
+    boot.append(momentum_noise_ratio(m_sq[i], g_sq[i], noise_B[i], BETA1)["ratio"])
+noise_ci = [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]
+row41 = ex.momentum_noise_verdict([noise_check["ratio"]], ci=noise_ci)
+one_batch = float(np.sqrt(m_sq.sum() / (pts["grad_norm"].to_numpy(float) ** 2).sum()))
+ratio_summary = {"n": int(len(pts)), **noise_check, "ratio_ci95": noise_ci, "one_batch": one_batch,
+                 "noise_over_grad": float(noise_B.sum() / g_sq.sum()), "verdict": row41["verdict"]}
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
-axes[0].plot(whole["step"], whole["grad_norm"], "o-", ms=3, label="|grad f| (evaluation batch)")
-axes[0].plot(whole["step"][has_m], whole["momentum_norm"][has_m], "s-", ms=3, label="|m| (AdamS momentum)")
+axes[0].plot(pts["step"], np.sqrt(np.maximum(g_sq, 0)), "o-", ms=3, label="|grad f| (unbiased, 4 parts)")
+axes[0].plot(pts["step"], pts["grad_norm"], "^-", ms=3, alpha=0.6, label="|g_B| (the whole evaluation batch)")
+axes[0].plot(pts["step"], pts["momentum_norm"], "s-", ms=3, label="|m| (AdamS momentum)")
+axes[0].plot(pts["step"], np.sqrt(np.maximum(g_sq, 0) + (1 - BETA1) / (1 + BETA1) * noise_B), ":", color="k",
+             label="noise model: sqrt(|grad f|^2 + a tr Sigma_B)")
 axes[0].set_yscale("log")
 axes[0].set_xlabel("training step")
-axes[0].legend()
-axes[1].plot(whole["step"][has_m], ratio, "o-", ms=3, color="tab:purple")
-axes[1].axhline(1.0, color="k", lw=0.8)
+axes[0].legend(fontsize=8)
+axes[1].plot(pts["step"], pts["momentum_norm"] / np.sqrt(np.maximum(g_sq, 1e-12)), "o-", ms=3, color="tab:purple",
+             label="|m| / |grad f| (unbiased)")
+axes[1].plot(pts["step"], pts["momentum_norm"] / pts["grad_norm"], "^-", ms=3, color="tab:gray", alpha=0.6,
+             label="|m| / |g_B| (one batch)")
+axes[1].axhline(noise_check["predicted"], color="k", ls=":", label="noise model (over the run)")
+axes[1].set_yscale("log")
 axes[1].set_xlabel("training step")
-axes[1].set_ylabel("|m| / |grad f|")
-axes[1].set_title(f"median {ratio_summary['median']:.2f}, 10-90%: {ratio_summary['q10']:.2f}-{ratio_summary['q90']:.2f}")
+axes[1].legend(fontsize=8)
+axes[1].set_title(f"measured / predicted {noise_check['ratio']:.2f} [{noise_ci[0]:.2f}, {noise_ci[1]:.2f}]")
 fig.tight_layout()
 save_figure(fig, f"{NAME}_momentum")
 print(ratio_summary)
@@ -296,32 +330,33 @@ assert abs(smoothness.frontier(12 * x**2, 4 * np.abs(x) ** 3, [l1_answer])[0] - 
 # ## Results for `paper_repro.md`
 
 # %%
-holds = 0.5 <= ratio_summary["median"] <= 2.0
 claims = [{
     "id": "momentum-norm-tracks-gradient-norm",
     "order": 41,
     "claim": "Along training, the momentum's magnitude approximates the gradient's magnitude, so momentum can "
-             "stand in for the gradient in the normalizer.",
+             "stand in for the gradient in the normalizer (judged here through the noise model: |m|^2 = |grad f|^2 "
+             "+ ((1-beta1)/(1+beta1)) tr Sigma_B, the gradient's size plus the minibatch noise the momentum averages).",
     "paper_value": "momentum magnitude approximates gradient magnitude (motivation of AdamS)",
-    "measured": (f"|m| / |grad f| over {ratio_summary['n']} checkpoints of a {sum(p.numel() for p in model.parameters()):,}"
-                 f"-parameter GPT trained {STEPS} steps with AdamS on a synthetic Markov-chain language: median "
-                 f"{ratio_summary['median']:.2f}, mean {ratio_summary['mean']:.2f} (bootstrap 95% CI "
-                 f"{ratio_summary['mean_ci95'][0]:.2f}-{ratio_summary['mean_ci95'][1]:.2f}), 10-90% range "
-                 f"{ratio_summary['q10']:.2f}-{ratio_summary['q90']:.2f}; correlation of the logs "
-                 f"{ratio_summary['log_corr']:.2f}"),
+    "measured": (f"{ratio_summary['n']} checkpoints of a {sum(p.numel() for p in model.parameters()):,}-parameter GPT "
+                 f"trained {STEPS} steps with AdamS on a synthetic Markov-chain language: |m| / |grad f| "
+                 f"{ratio_summary['measured']:.2f} with the unbiased |grad f| ({ratio_summary['one_batch']:.2f} against "
+                 f"the one-batch norm); the noise model predicts {ratio_summary['predicted']:.2f} (tr Sigma_B / |grad f|^2 "
+                 f"= {ratio_summary['noise_over_grad']:.2f}); measured / predicted {ratio_summary['ratio']:.2f} (bootstrap "
+                 f"95% CI {noise_ci[0]:.2f}-{noise_ci[1]:.2f})"),
     "command": COMMAND,
-    "verdict": "holds at our scale" if holds else "does not hold",
-    "note": (f"Verdict rule: holds if the median ratio lies within a factor 2 of 1. One seed, one small synthetic run: "
-             "a demonstration of the probes; the measurement on real text with several seeds belongs to the training "
-             f"runs. The gradient is that of a fixed evaluation batch ({EVAL_SEQUENCES} x {BLOCK} tokens, eval mode, float32), the "
-             "momentum that of AdamS after gradient clipping at 1.0. Two effects pull the ratio below 1 without "
-             "contradicting the paper's reading: the momentum averages training-batch gradients whose noise "
-             "partly cancels, and the norm of a finite evaluation batch's gradient carries that batch's own "
-             "sampling noise."),
+    "verdict": row41["verdict"],
+    "note": (f"Verdict rule (stated before the numbers): measured / predicted within a factor {ex.MOMENTUM_FACTOR} of 1 "
+             "(bootstrap interval over checkpoints); does not hold if wholly outside. One seed, one small synthetic run; "
+             "the multi-seed measurement on real text is row 43. |grad f|^2 and tr Sigma from the gradients of "
+             f"{NOISE_PARTS} parts of a fixed evaluation batch ({EVAL_SEQUENCES} x {BLOCK} tokens, eval mode); the "
+             "momentum is AdamS's after clipping at 1.0. A measured ratio below the prediction means the momentum "
+             "is smaller than steady gradients plus independent noise would make it: successive gradients partly "
+             "cancel in the average."),
 }]
 numbers = {"analytic": analytic, "indefinite": indefinite.as_dict(), "ratio": ratio_summary,
            "trajectory": {k: whole[k].to_numpy() for k in ("step", "loss", "grad_norm", "momentum_norm", "step_length",
-                                                            "fd_smoothness", "curvature", "hessian_norm", "hessian_n_hvp")},
+                                                            "fd_smoothness", "curvature", "hessian_norm", "hessian_n_hvp",
+                                                            "grad_sq_unbiased", "noise_trace")},
            "chosen_pair": {"l0": pair[0], "l1": pair[1]}, "trend": {"slope": slope, "intercept": intercept},
            "settings": {"steps": STEPS, "save_every": SAVE_EVERY, "batch": BATCH, "seed": SEED, "config": vars(config)}}
 print(save_results(NAME, numbers, claims))

@@ -28,7 +28,7 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -127,13 +127,15 @@ def _optimizer_parameters(optimizer_state: Any, where: str) -> tuple[Mapping, li
     return state, pairs
 
 
-def _momentum_buffer(state: Mapping, pid: Any, name: str, where: str) -> torch.Tensor | None:
-    """The momentum tensor the optimizer keeps for one parameter, None if it keeps none."""
+def _momentum_buffer(state: Mapping, pid: Any, name: str, where: str,
+                     keys: Sequence[str] = MOMENTUM_KEYS) -> torch.Tensor | None:
+    """The momentum tensor (the first of ``keys`` it has) the optimizer keeps for one parameter, None
+    if it keeps none."""
     entry = state.get(pid, {})
     if not isinstance(entry, Mapping):
         raise CheckpointError(f"{where}optimizer entry 'state[{pid!r}]' (parameter {name!r}) is of "
                               f"type {type(entry).__name__}, not a dict of buffers")
-    key = next((k for k in MOMENTUM_KEYS if entry.get(k) is not None), None)
+    key = next((k for k in keys if entry.get(k) is not None), None)
     if key is None:
         return None
     if not isinstance(entry[key], torch.Tensor):
@@ -142,8 +144,10 @@ def _momentum_buffer(state: Mapping, pid: Any, name: str, where: str) -> torch.T
     return entry[key]
 
 
-def momentum_by_name(optimizer_state: Mapping, model: torch.nn.Module, path=None) -> dict[str, torch.Tensor] | None:
-    """Momentum buffers of an optimizer ``state_dict`` by parameter name (None if it keeps none).
+def momentum_by_name(optimizer_state: Mapping, model: torch.nn.Module, path=None, *,
+                     keys: Sequence[str] = MOMENTUM_KEYS) -> dict[str, torch.Tensor] | None:
+    """Momentum buffers of an optimizer ``state_dict`` by parameter name (None if it keeps none);
+    another per-parameter buffer with ``keys`` (``("exp_avg_sq",)`` for Adam's second moment).
 
     Every entry on the way is checked: a malformed ``state`` or ``param_groups`` raises
     :class:`CheckpointError` naming the entry; so does a buffer whose shape is not its parameter's.
@@ -160,7 +164,7 @@ def momentum_by_name(optimizer_state: Mapping, model: torch.nn.Module, path=None
         pairs = [(pid, name) for (pid, _), name in zip(pairs, params)]
     out = {}
     for pid, name in pairs:
-        buffer = _momentum_buffer(state, pid, name, where)
+        buffer = _momentum_buffer(state, pid, name, where, keys)
         if buffer is None:
             continue
         if by_order and buffer.shape != params[name].shape:

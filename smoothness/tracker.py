@@ -13,6 +13,13 @@ at the weights before the update, :math:`g(w_t)`, and after it, :math:`g(w_{t+1}
 The fixed batch makes the two gradients differ only through the weights, not through minibatch
 noise. Two gradients of the batch per tracked step are the whole cost; the training run itself is
 unchanged (the tracker reads the weights and never writes them, and draws no random numbers).
+
+With ``split=K`` (K >= 3) the gradient before the update is taken as the mean of the gradients of K
+equal parts of the batch (the same gradient, when the loss is a mean over examples), and their Gram
+matrix gives, at no extra cost, the unbiased :math:`\|\nabla f\|^2` of :mod:`smoothness.noise` and the
+noise trace :math:`\operatorname{tr}\Sigma_B` of a gradient over a batch of the fixed batch's size
+(one part's noise trace divided by K): ``grad_norm`` overstates the objective's gradient norm by
+that noise, and the estimate does not.
 """
 from __future__ import annotations
 
@@ -21,9 +28,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["StepSmoothnessTracker", "TRACK_KEYS"]
+from smoothness.noise import estimate_from_gram
+
+__all__ = ["StepSmoothnessTracker", "TRACK_KEYS", "NOISE_TRACK_KEYS"]
 
 TRACK_KEYS = ("step", "fd_smoothness", "grad_norm", "step_length", "momentum_norm")
+#: recorded as well with ``split`` >= 3: the unbiased |grad f|^2 and tr(Sigma_B) of the fixed batch's size
+NOISE_TRACK_KEYS = ("grad_sq_unbiased", "grad_sq_unbiased_se", "noise_trace")
 
 
 class StepSmoothnessTracker:
@@ -31,29 +42,46 @@ class StepSmoothnessTracker:
 
     ``loss_fn(batch)`` returns the scalar loss of the model (whose parameters are ``params``) on a
     batch; ``momentum_norm()``, if given, returns the optimizer's momentum norm after the update.
-    ``records`` holds one list per name of :data:`TRACK_KEYS`.
+    ``records`` holds one list per name of :data:`TRACK_KEYS` (and of :data:`NOISE_TRACK_KEYS` with
+    ``split`` >= 3, for which ``batch`` must be a tensor or a tuple of tensors whose first dimension,
+    divisible by ``split``, indexes examples, and the loss a mean over examples).
     """
 
     def __init__(self, loss_fn: Callable[[Any], torch.Tensor], batch: Any, every: int,
-                 momentum_norm: Callable[[], float] | None = None):
+                 momentum_norm: Callable[[], float] | None = None, split: int = 1):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"StepSmoothnessTracker: every must be an int >= 1, got {every!r}")
+        if isinstance(split, bool) or not isinstance(split, int) or split < 1 or split == 2:
+            raise ValueError(f"StepSmoothnessTracker: split must be 1 or an int >= 3 (the noise estimate needs "
+                             f"three parts), got {split!r}")
         self.loss_fn, self.batch, self.every, self.momentum_norm = loss_fn, batch, every, momentum_norm
-        self.records: dict[str, list] = {k: [] for k in TRACK_KEYS}
+        self.parts = _split(batch, split) if split > 1 else None
+        self.records: dict[str, list] = {k: [] for k in TRACK_KEYS + (NOISE_TRACK_KEYS if self.parts else ())}
         self._pending: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._noise: dict | None = None
 
     def due(self, step: int) -> bool:
         return step % self.every == 0
 
-    def _grad(self, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def _grad(self, params: Sequence[torch.Tensor], batch: Any = None) -> list[torch.Tensor]:
         with torch.enable_grad():
-            loss = self.loss_fn(self.batch)
+            loss = self.loss_fn(self.batch if batch is None else batch)
             grads = torch.autograd.grad(loss, list(params), allow_unused=True)
         return [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
 
     def before(self, params: Sequence[torch.Tensor]) -> None:
         """The weights and the batch's gradient before the update."""
-        self._pending = ([p.detach().clone() for p in params], self._grad(params))
+        if self.parts is None:
+            self._pending = ([p.detach().clone() for p in params], self._grad(params))
+            return
+        grads = [self._grad(params, part) for part in self.parts]
+        flat = torch.stack([torch.cat([g.reshape(-1).double() for g in gs]) for gs in grads])
+        k = len(grads)
+        estimate = estimate_from_gram((flat @ flat.T).numpy())
+        self._noise = {"grad_sq_unbiased": estimate.sq_norm, "grad_sq_unbiased_se": estimate.sq_norm_se,
+                       "noise_trace": estimate.noise_trace / k}
+        mean = [torch.stack([gs[i] for gs in grads]).mean(dim=0) for i in range(len(params))]
+        self._pending = ([p.detach().clone() for p in params], mean)
 
     def after(self, params: Sequence[torch.Tensor], step: int) -> None:
         """The batch's gradient after the update, and one record."""
@@ -69,3 +97,20 @@ class StepSmoothnessTracker:
                            ("grad_norm", norm), ("step_length", dw),
                            ("momentum_norm", float(self.momentum_norm()) if self.momentum_norm else float("nan"))):
             self.records[key].append(value)
+        if self._noise is not None:
+            for key, value in self._noise.items():
+                self.records[key].append(value)
+            self._noise = None
+
+
+def _split(batch: Any, k: int) -> list:
+    """``batch`` (a tensor or a tuple of tensors) cut into ``k`` equal parts along the first dimension."""
+    tensors = (batch,) if isinstance(batch, torch.Tensor) else tuple(batch) if isinstance(batch, (tuple, list)) else None
+    if not tensors or not all(isinstance(t, torch.Tensor) and t.dim() >= 1 for t in tensors):
+        raise TypeError("StepSmoothnessTracker: with split > 1 the batch must be a tensor or a tuple of tensors")
+    n = tensors[0].shape[0]
+    if any(t.shape[0] != n for t in tensors) or n % k:
+        raise ValueError(f"StepSmoothnessTracker: split={k} needs every tensor of the batch to have the same first "
+                         f"dimension, divisible by {k}; got {[tuple(t.shape) for t in tensors]}")
+    parts = [tuple(t[i * (n // k):(i + 1) * (n // k)] for t in tensors) for i in range(k)]
+    return [p[0] for p in parts] if isinstance(batch, torch.Tensor) else parts

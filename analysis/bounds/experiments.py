@@ -27,7 +27,7 @@ from analysis.bounds.problems import Cosh, Problem, PseudoHuber, Quartic
 
 MAX_STEPS = 200_000  # the longest exact-bound run; a bound above it cannot be checked
 
-__all__ = ["MAX_STEPS", "exact_cases", "exact_bound_table", "ramp", "exponent_study", "effective_steps", "theory_for_trajectory",
+__all__ = ["START_RADII", "GROWTH_SLOPE", "start_distance_study", "start_distance_verdict", "MAX_STEPS", "exact_cases", "exact_bound_table", "ramp", "exponent_study", "effective_steps", "theory_for_trajectory",
            "summarize_exact_table", "thin_curves"]
 
 
@@ -231,3 +231,82 @@ def thin_curves(result: dict, points: int = 25) -> dict:
         out[key] = {k: (np.asarray(v)[at - 1] if k in curves else v) for k, v in value.items()}
         out[key]["at_step"] = at
     return out
+
+
+#: how far out the start-distance study begins: |x_i| = r on every coordinate of the cosh problem
+START_RADII = {False: (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0), True: (2.0, 4.0, 6.0)}
+#: the slope of log T against log |grad f(x_0)| that separates "grows with the initial gradient norm"
+#: (fixed-step GD: about 1) from "does not" (clipped and normalized GD: about 0)
+GROWTH_SLOPE = 0.5
+
+
+def start_distance_study(methods: Sequence[str], radii: Sequence[float], lrs: Sequence[float], *, seeds: int,
+                         sigma: float = 0.01, eps: float = 0.01, a: float = 1.0, d: int = 10, seed: int = 0,
+                         max_steps: int = 50_000, n_boot: int = 300) -> dict:
+    """How each method's iteration count grows with the initial gradient norm under (L0, L1)-smoothness.
+
+    The problem is :class:`~analysis.bounds.problems.Cosh` (L0 = 1, L1 = ``a``), started at
+    ``|x_i| = r`` on every coordinate (random signs per seed), so |grad f(x_0)| = sqrt(d) sinh(a r) / a
+    grows exponentially with ``r``; a seed draws the signs and scales each coordinate's distance by
+    a factor from [1/2, 1], so no single learning rate lands every coordinate near 0 in one jump.
+    Gradients carry Gaussian noise of size ``sigma``. For each method
+    start, every learning rate of ``lrs`` runs over ``seeds`` seeds; T is the first iterate at
+    which the seed mean of the true |grad f(x_t)| is at most ``eps``, for the best learning rate.
+    Clipped GD takes steps no longer than its learning rate (clipping at gradient norm 1). The fit is
+    the slope of log T against log |grad f(x_0)| (:func:`analysis.bounds.simulations.exponent_fit`,
+    bootstrap over seeds, re-picking the best rate each time).
+    """
+    lrs = np.asarray(lrs, dtype=float)
+    problem = Cosh(d=d, a=a)
+    starts = [r * np.random.default_rng([seed, i]).choice([-1.0, 1.0], size=(seeds, d))
+              * np.random.default_rng([seed, i, 1]).uniform(0.5, 1.0, size=(seeds, d)) for i, r in enumerate(radii)]
+    grad0 = [float(np.linalg.norm(problem.grad(x), axis=1).mean()) for x in starts]
+    out = {}
+    for method in methods:
+        curves = []
+        for i, r in enumerate(radii):
+            lr = np.repeat(lrs, seeds)
+            x0 = np.tile(starts[i], (lrs.size, 1))
+            kwargs = {"gamma": lr} if method == "clipped" else {}
+            tr = run(problem, method, x0, steps=max_steps, lr=lr, sigma=sigma, seed=seed + 1000 * (i + 1),
+                     stop=tuned_stop(eps, "min_expected_norm", lrs.size, seeds), **kwargs)
+            curves.append(tr.grad_norm.reshape(tr.grad_norm.shape[0], lrs.size, seeds))
+        try:
+            fit = exponent_fit(curves, [eps] * len(radii), "min_expected_norm", n_boot=n_boot, seed=seed,
+                               against=grad0)
+        except ValueError as err:
+            fit = {"slope": float("nan"), "ci": [float("nan")] * 2, "error": str(err)}
+        fit["best_lr"] = [float(lrs[j]) for j in fit.get("best_lr_index", [])]
+        out[method] = fit
+    return {"fits": out, "radii": list(radii), "grad0": grad0, "eps": eps, "sigma": sigma, "a": a, "d": d,
+            "seeds": seeds, "lrs": lrs.tolist()}
+
+
+def start_distance_verdict(fits: dict, threshold: float = GROWTH_SLOPE, method: str = "adams") -> str:
+    """Row 61: does ``method``'s iteration count grow with the initial gradient norm like fixed-step
+    GD's? From 95% intervals of the slopes of log T against log |grad f(x_0)|:
+
+    * "not testable here" if the family does not show the theory's separation: GD's interval is not
+      wholly above ``threshold``, or clipped or normalized GD's is wholly above it;
+    * else "holds at our scale" if ``method``'s interval lies below ``threshold`` (it does not grow
+      like GD's), "does not hold" if it lies above, "inconclusive" otherwise.
+
+    >>> f = {"gd": {"ci": [0.9, 1.1]}, "clipped": {"ci": [0.1, 0.2]}, "normalized": {"ci": [0.1, 0.3]}}
+    >>> start_distance_verdict({**f, "adams": {"ci": [0.1, 0.3]}}), start_distance_verdict({**f, "adams": {"ci": [0.8, 1.0]}})
+    ('holds at our scale', 'does not hold')
+    """
+    def ci(name):
+        lo, hi = fits[name]["ci"]
+        return (float(lo), float(hi)) if np.isfinite(lo) and np.isfinite(hi) else (float("nan"), float("nan"))
+
+    gd = ci("gd")
+    if not gd[0] > threshold or any(ci(m)[0] > threshold for m in ("clipped", "normalized") if m in fits):
+        return "not testable here"
+    lo, hi = ci(method)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "inconclusive"
+    if hi < threshold:
+        return "holds at our scale"
+    if lo > threshold:
+        return "does not hold"
+    return "inconclusive"

@@ -221,9 +221,12 @@ def tuned_iterations(grad_norm: np.ndarray, eps, measure: str) -> tuple[np.ndarr
     return T[np.arange(T.shape[0]), best], best
 
 
-def exponent_fit(grad_norm, eps, measure: str, *, n_boot: int = 500, seed: int = 0, level: float = 0.95) -> dict:
+def exponent_fit(grad_norm, eps, measure: str, *, n_boot: int = 500, seed: int = 0, level: float = 0.95,
+                 against=None) -> dict:
     """Slope p of log T = c + p log(1/eps) for the best learning rate at each eps, with a bootstrap
     interval that resamples seeds (the last axis) and re-picks the best learning rate each time.
+    ``against`` (one positive value per entry) replaces 1/eps as the quantity T is fitted against,
+    e.g. the initial gradient norm of problems started farther out, with ``eps`` then fixed.
 
     ``grad_norm`` is one array of shape (steps + 1, n_lr, seeds) used for every eps, or a list with
     one such array per eps (when the problem itself depends on eps). Only eps values reached by the
@@ -238,16 +241,27 @@ def exponent_fit(grad_norm, eps, measure: str, *, n_boot: int = 500, seed: int =
     if any(c.ndim != 3 or c.shape[-1] != seeds for c in curves):
         raise ValueError("each gradient-norm array must have shape (steps + 1, n_lr, seeds) with the same seeds")
     powered = [np.asarray(c, dtype=float) ** _power(measure) for c in curves]
+    # a seed left out of a resample contributes nothing, even where it diverged (inf * 0 would be nan):
+    # the finite part is averaged, and a mean is inf where a drawn seed is
+    finite = [np.where(np.isfinite(c), c, 0.0) for c in powered]
+    infinite = [(~np.isfinite(c)).astype(float) for c in powered]
 
     def tuned(weights):  # a bootstrap resample of the seeds is a vector of counts
-        per_lr = [_from_mean(c @ weights / seeds, np.array([e]), measure)[0] for c, e in zip(powered, eps)]
+        per_lr = [_from_mean(np.where(inf @ weights > 0, np.inf, fin @ weights / seeds), np.array([e]), measure)[0]
+                  for fin, inf, e in zip(finite, infinite, eps)]
         return np.array([T.min() for T in per_lr]), np.array([int(T.argmin()) for T in per_lr])
 
     T, best = tuned(np.ones(seeds))
     ok = np.isfinite(T) & (T > 0)
     if ok.sum() < 3:
         raise ValueError(f"only {int(ok.sum())} eps values were reached within the steps run; need 3")
-    x = np.log(1 / eps)
+    if against is None:
+        x = np.log(1 / eps)
+    else:
+        against = np.asarray(against, dtype=float)
+        if against.shape != eps.shape or not np.all(against > 0):
+            raise ValueError(f"against needs one positive value per eps ({eps.size}), got {against.tolist()}")
+        x = np.log(against)
     slope = float(np.polyfit(x[ok], np.log(T[ok]), 1)[0])
     rng = np.random.default_rng(seed)
     draws = []
@@ -259,4 +273,5 @@ def exponent_fit(grad_norm, eps, measure: str, *, n_boot: int = 500, seed: int =
     alpha = (1 - level) / 2
     lo, hi = np.quantile(draws, [alpha, 1 - alpha]) if draws else (np.nan, np.nan)
     return {"slope": slope, "ci": [float(lo), float(hi)], "eps": eps[ok].tolist(), "T": T[ok].tolist(),
+            "x": np.exp(x[ok]).tolist(),
             "best_lr_index": best[ok].tolist(), "n_boot": len(draws), "seeds": int(seeds)}

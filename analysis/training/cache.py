@@ -23,8 +23,8 @@ from typing import Any, Iterator, Sequence
 
 
 from analysis.report import atomic_write_text, is_fresh
-from analysis.training.config import (EVAL_KEYS, HISTORY_KEYS, TRACK_KEYS, MANIFEST_FILE, MANIFEST_FORMAT, RESULT_FILE,
-                                      TrainConfig, TrainResult, config_record)
+from analysis.training.config import (EVAL_KEYS, HISTORY_KEYS, MANIFEST_FILE, MANIFEST_FORMAT, NOISE_TRACK_KEYS,
+                                      RESULT_FILE, TRACK_KEYS, TrainConfig, TrainResult, config_record)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def _check_result(d: Any, config: TrainConfig, checkpoint_names: set[str]) -> No
     _check_table(d, "history", HISTORY_KEYS)
     _check_table(d, "evals", EVAL_KEYS)
     if "track" in d:
-        _check_table(d, "track", TRACK_KEYS)
+        _check_table(d, "track", TRACK_KEYS + (NOISE_TRACK_KEYS if config.track_split > 1 else ()))
     for name in ("final_val_loss", "tokens_per_s", "seconds"):
         if not _is_number(d[name]):
             raise DamagedRun(f"{RESULT_FILE}: {name} must be a number, got {d[name]!r}")

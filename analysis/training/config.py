@@ -22,7 +22,7 @@ import torch
 import adams
 from analysis.training import corpus as corpus_mod
 from analysis.training.gpt import GPTConfig
-from smoothness.tracker import TRACK_KEYS
+from smoothness.tracker import NOISE_TRACK_KEYS, TRACK_KEYS
 from analysis.report import cache_root
 
 
@@ -37,10 +37,11 @@ EVAL_KEYS = ("step", "val_loss")
 
 #: integer fields and their smallest allowed value
 INT_FIELDS = {"steps": 1, "warmup": 0, "batch_size": 1, "block": 1, "layers": 1, "heads": 1, "width": 1,
-              "log_every": 1, "eval_every": 1, "eval_batches": 1, "save_every": 0, "seed": 0, "track_every": 0}
+              "log_every": 1, "eval_every": 1, "eval_batches": 1, "save_every": 0, "seed": 0, "track_every": 0,
+              "track_split": 1}
 #: fields added after runs were cached: left out of the stored record (and so of the cache key) while
 #: they hold these defaults, so that every run cached before them keeps its key
-LATE_FIELDS = {"track_every": 0}
+LATE_FIELDS = {"track_every": 0, "track_split": 1}
 MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes
 #: the hyperparameters every registry entry takes; TrainConfig has a field for each
 SHARED_HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay")
@@ -186,6 +187,9 @@ def _check_consistency(config: "TrainConfig") -> None:
     """Fields that constrain each other."""
     if not config.warmup <= config.steps:
         raise ValueError(f"TrainConfig.warmup must lie in [0, steps] = [0, {config.steps}], got {config.warmup}")
+    if config.track_split == 2 or config.batch_size % config.track_split:
+        raise ValueError(f"TrainConfig.track_split must be 1 or an int >= 3 that divides batch_size "
+                         f"({config.batch_size}), got {config.track_split}")
     if config.width % config.heads:
         raise ValueError(f"width {config.width} is not divisible by heads {config.heads}")
     n = config.layers * 12 * config.width**2 + (MAX_VOCAB + config.block) * config.width
@@ -205,7 +209,9 @@ class TrainConfig:
     as sorted pairs) keywords that optimizer accepts, with values it accepts. That a window of
     ``block + 1`` characters fits in the corpus is checked by :func:`train`, which loads it.
     ``track_every`` > 0 records the step finite difference on a fixed batch every that many steps
-    (:class:`smoothness.tracker.StepSmoothnessTracker`, into :attr:`TrainResult.track`)."""
+    (:class:`smoothness.tracker.StepSmoothnessTracker`, into :attr:`TrainResult.track`); with
+    ``track_split`` = K >= 3 it also records the unbiased gradient norm and the noise trace of that
+    batch from K equal parts of it (``batch_size`` must be divisible by K)."""
     optimizer: str = "adams"
     lr: float = 3e-3
     betas: tuple[float, float] = (0.9, 0.95)
@@ -228,6 +234,7 @@ class TrainConfig:
     data_seed: int | None = None
     optimizer_kwargs: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     track_every: int = 0
+    track_split: int = 1
 
     def __post_init__(self):
         for name, value in _clean_fields(self).items():

@@ -48,7 +48,10 @@ __all__ = ["base_config", "seeds", "cached_seconds", "ADAPTIVE", "COMPARED", "SG
            "horizon_config", "headline_seeds", "horizon_rechecks", "headline_runs", "final_losses",
            "paired_verdicts", "betas_config", "beta_sweeps", "beta_reversals", "BATCH_SIZES", "batch_config",
            "batch_sweeps", "throughput_verdict", "headline", "equal_steps_runs", "noise_runs", "checkpoint_noise", "REGIME_SHARE", "batch_regime_verdict",
-           "TRACK_EVERY", "tracked_runs", "track_correlation", "seed_correlation_verdict"]
+           "TRACK_EVERY", "tracked_runs", "track_correlation", "seed_correlation_verdict", "TRACK_SPLIT",
+           "TRACK_WINDOW", "track_windows", "window_correlation", "momentum_smoothness_verdict", "MOMENTUM_FACTOR",
+           "momentum_noise_verdict", "track_momentum_noise", "DENOMINATOR_FACTOR", "denominator_trajectory",
+           "denominator_verdict"]
 
 ADAPTIVE = ("adams", "adamw", "adam-mini", "adapm")
 COMPARED = ("adams", "adamw", "sgdm", "adam-mini", "adapm")
@@ -557,11 +560,21 @@ def batch_regime_verdict(shares: dict[int, float], same: dict[int, Sequence[str]
 TRACK_EVERY = {False: 4, True: 2}
 
 
+#: the fixed batch of a tracked run is cut into this many parts for the unbiased gradient norm
+TRACK_SPLIT = 4
+#: consecutive tracked points averaged into one window before correlating with the unbiased norm
+TRACK_WINDOW = 5
+
+
 def tracked_runs(quick: bool, lrs: dict[str, float], **run_kwargs) -> dict[str, list[TrainResult]]:
     """Each optimizer of ``lrs`` at its rate on :func:`base_config`, one run per sweep seed, with the
-    step finite difference tracked every :data:`TRACK_EVERY` steps (``TrainResult.track``)."""
+    step finite difference, the gradient and momentum norms, and the unbiased gradient norm and noise
+    trace (from :data:`TRACK_SPLIT` parts of the fixed batch) tracked every :data:`TRACK_EVERY` steps
+    (``TrainResult.track``); model and optimizer state are saved ten times a run (four in quick mode)."""
     seeds = sweep_seeds(quick)
-    configs = [base_config(quick, optimizer=name, lr=lr, seed=s, data_seed=d, track_every=TRACK_EVERY[quick])
+    base = base_config(quick)
+    configs = [base_config(quick, optimizer=name, lr=lr, seed=s, data_seed=d, track_every=TRACK_EVERY[quick],
+                           track_split=TRACK_SPLIT, save_every=max(1, base.steps // (4 if quick else 10)))
                for name, lr in lrs.items() for s, d in seeds]
     results = runs(configs, **run_kwargs)
     return {name: list(results[i * len(seeds):(i + 1) * len(seeds)]) for i, name in enumerate(lrs)}
@@ -602,3 +615,175 @@ def seed_correlation_verdict(full: Sequence[float], trimmed: Sequence[float]) ->
     else:
         verdict = "inconclusive"
     return {**out, "verdict": verdict}
+
+
+def _after(track: dict, skip: float) -> np.ndarray:
+    steps = np.asarray(track["step"], dtype=float)
+    return steps >= skip * (steps.max() + 1)
+
+
+def track_windows(track: dict, window: int = TRACK_WINDOW, skip: float = 0.0) -> dict[str, np.ndarray]:
+    """A tracked run's points after the first ``skip`` share of training, averaged over windows of
+    ``window`` consecutive points (an incomplete last window is left out): the mean step finite
+    difference, and the root mean square of the one-batch gradient norm, of the momentum norm and of
+    the unbiased gradient norm (the root of the window's mean unbiased |grad f|^2: each point's estimate
+    is unbiased and noisy, their mean less so; NaN where that mean is not positive)."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"track_windows: window must be an int >= 1, got {window!r}")
+    if "grad_sq_unbiased" not in track:
+        raise ValueError("track_windows: the run tracked no unbiased gradient norm (train it with track_split >= 3)")
+    keep = _after(track, skip)
+    n = int(keep.sum()) // window * window
+    if n < 3 * window:
+        raise ValueError(f"track_windows: fewer than 3 windows of {window} points after skipping {skip:.0%}")
+
+    def grouped(key: str, power: int = 1) -> np.ndarray:
+        return (np.asarray(track[key], dtype=float)[keep][:n] ** power).reshape(-1, window).mean(axis=1)
+
+    g2 = grouped("grad_sq_unbiased")
+    return {"step": grouped("step"), "fd_smoothness": grouped("fd_smoothness"),
+            "grad_norm": np.sqrt(grouped("grad_norm", 2)), "momentum_norm": np.sqrt(grouped("momentum_norm", 2)),
+            "grad_norm_unbiased": np.where(g2 > 0, np.sqrt(np.maximum(g2, 0.0)), np.nan),
+            "noise_trace": grouped("noise_trace")}
+
+
+def window_correlation(track: dict, x: str, y: str = "fd_smoothness", skip: float = 0.0,
+                       window: int = TRACK_WINDOW) -> float:
+    """Pearson correlation of log ``x`` and log ``y`` over :func:`track_windows` (windows where either
+    is not positive are left out; at least 3 must remain)."""
+    w = track_windows(track, window, skip)
+    a, b = w[x], w[y]
+    ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    if ok.sum() < 3:
+        raise ValueError(f"window_correlation: fewer than 3 usable windows for {x} and {y}")
+    return float(np.corrcoef(np.log(a[ok]), np.log(b[ok]))[0, 1])
+
+
+def momentum_smoothness_verdict(with_momentum: Sequence[float], with_gradient: Sequence[float],
+                                margin: float = 0.1) -> dict:
+    """Row 43 for one optimizer: local smoothness is governed by the momentum's norm as by the
+    gradient's. Per seed, the log-log correlation of the step finite difference with |m|
+    (``with_momentum``) and with the unbiased |grad f| (``with_gradient``), on the same windows.
+    With Student-t 95% intervals over seeds: "holds at our scale" if the correlation with |m| lies
+    above 0 and the paired difference (|m| minus |grad f|) above -``margin``; "does not hold" if the
+    correlation with |m| lies at or below 0 or the difference below -``margin``; "inconclusive"
+    otherwise.
+
+    >>> momentum_smoothness_verdict([0.6, 0.65, 0.62], [0.6, 0.66, 0.6])["verdict"]
+    'holds at our scale'
+    >>> momentum_smoothness_verdict([0.1, 0.15, 0.12], [0.6, 0.66, 0.6])["verdict"]
+    'does not hold'
+    """
+    m, g = np.asarray(with_momentum, dtype=float), np.asarray(with_gradient, dtype=float)
+    if m.shape != g.shape or m.ndim != 1 or m.size < 2 or not (np.all(np.isfinite(m)) and np.all(np.isfinite(g))):
+        raise ValueError("momentum_smoothness_verdict: two equal-length lists of at least two finite correlations")
+    out = {"momentum": summary(m), "gradient": summary(g), "difference": summary(m - g)}
+    lo_m, hi_m = out["momentum"]["ci"]
+    lo_d, hi_d = out["difference"]["ci"]
+    if hi_m <= 0 or hi_d < -margin:
+        verdict = "does not hold"
+    elif lo_m > 0 and lo_d > -margin:
+        verdict = "holds at our scale"
+    else:
+        verdict = "inconclusive"
+    return {**out, "margin": margin, "verdict": verdict}
+
+
+#: rows 41 and 43: the momentum's size agrees with the noise model if measured / predicted lies
+#: within this factor of 1
+MOMENTUM_FACTOR = 1.5
+
+
+def momentum_noise_verdict(ratios: Sequence[float], factor: float = MOMENTUM_FACTOR,
+                           ci: Sequence[float] | None = None) -> dict:
+    """The momentum's size against the noise model (:func:`analysis.training.noise.momentum_noise_ratio`'s
+    ``ratio``, measured over predicted), one value per seed: the Student-t 95% interval of the mean
+    log ratio over seeds (or a given interval ``ci`` of it, e.g. a bootstrap over one run's
+    checkpoints) against [-log ``factor``, log ``factor``]: inside, "holds at our scale"; wholly
+    outside, "does not hold"; else "inconclusive" (:func:`analysis.report.claims.equivalence_verdict`).
+
+    >>> momentum_noise_verdict([0.95, 1.05, 1.0])["verdict"], momentum_noise_verdict([0.3, 0.32, 0.35])["verdict"]
+    ('holds at our scale', 'does not hold')
+    """
+    logs = np.log(np.asarray(ratios, dtype=float))
+    if logs.ndim != 1 or logs.size == 0 or not np.all(np.isfinite(logs)):
+        raise ValueError("momentum_noise_verdict: need positive finite ratios")
+    s = summary(logs) if logs.size > 1 else {"mean": float(logs[0]), "ci": [float("nan")] * 2}
+    interval = list(ci) if ci is not None else s["ci"]
+    interval = [float(np.log(v)) for v in interval] if ci is not None else interval
+    if not np.all(np.isfinite(interval)):
+        raise ValueError("momentum_noise_verdict: one value needs its interval (ci=)")
+    return {"mean_ratio": float(np.exp(s["mean"])), "ci_ratio": [float(np.exp(v)) for v in interval],
+            "factor": factor, "verdict": equivalence_verdict(interval, math.log(factor))}
+
+
+def track_momentum_noise(track: dict, beta1: float, skip: float = 0.05) -> dict:
+    """:func:`analysis.training.noise.momentum_noise_ratio` over a tracked run's points after the first
+    ``skip`` share of training (the tracked noise trace is that of the training batch: the fixed
+    batch has the training batch's size), with the one-batch ratio |m| / |g_B| beside it."""
+    from analysis.training.noise import momentum_noise_ratio
+
+    keep = _after(track, skip)
+    col = {k: np.asarray(track[k], dtype=float)[keep] for k in ("momentum_norm", "grad_norm", "grad_sq_unbiased",
+                                                               "noise_trace")}
+    out = momentum_noise_ratio(col["momentum_norm"] ** 2, col["grad_sq_unbiased"], col["noise_trace"], beta1)
+    out["one_batch"] = float(np.sqrt((col["momentum_norm"] ** 2).sum() / (col["grad_norm"] ** 2).sum()))
+    return out
+
+
+def denominator_trajectory(result: TrainResult, *, k: int = 16, seed: int = 0, skip: float = 0.1) -> list[dict]:
+    """:func:`analysis.training.noise.denominator_check` at each checkpoint of an Adam(W) run after the
+    first ``skip`` share of training (the moments need a few windows of beta2 to settle), from ``k``
+    minibatch gradients of the run's batch size at the checkpoint's weights."""
+    from analysis.training.gpt import GPT
+    from analysis.training.noise import denominator_check, minibatch_gradients
+    from smoothness.checkpoints import OPTIMIZER, load_checkpoint, momentum_by_name
+
+    config = TrainConfig.from_dict(result.config)
+    if config.optimizer not in ("adamw", "adam"):
+        raise ValueError(f"denominator_trajectory: needs an Adam or AdamW run (its second moment), got {config.optimizer!r}")
+    if not result.checkpoints:
+        raise ValueError("denominator_trajectory: the run saved no checkpoints (train it with save_every > 0)")
+    data = corpus.load()
+    out = []
+    for i, path in enumerate(result.checkpoints):
+        model = GPT(config.model_config(data.vocab_size))
+        checkpoint = load_checkpoint(path, model)
+        if checkpoint.step is None or checkpoint.step < skip * config.steps or checkpoint.step == 0:
+            continue
+        model.load_state_dict(checkpoint.model_state)
+        optimizer_state = torch.load(path, map_location="cpu", weights_only=True)[OPTIMIZER]
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        moments = [momentum_by_name(optimizer_state, model, path, keys=(key,)) for key in ("exp_avg", "exp_avg_sq")]
+        flat = [np.concatenate([m[n].reshape(-1).double().numpy() for n in names]) for m in moments]
+        grads = minibatch_gradients(model, data.train, batch_size=config.batch_size, block=config.block, k=k,
+                                    seed=seed + i)
+        out.append({"step": checkpoint.step, **denominator_check(flat[0], flat[1], grads, config.betas)})
+    if not out:
+        raise ValueError(f"denominator_trajectory: no checkpoint after the first {skip:.0%} of training")
+    return out
+
+
+#: the real E[V]/E[S] agrees with the stationary closed form if measured / predicted lies within
+#: this factor of 1
+DENOMINATOR_FACTOR = 1.25
+
+
+def denominator_verdict(per_seed: Sequence[Sequence[dict]], factor: float = DENOMINATOR_FACTOR) -> dict:
+    """Per seed, the mean over checkpoints of log(measured / predicted) whole-model E[V]/E[S]
+    (:func:`denominator_trajectory`); over seeds, the Student-t 95% interval of its mean against
+    [-log ``factor``, log ``factor``] (:func:`analysis.report.claims.equivalence_verdict`).
+
+    >>> ok = [[{"measured": 0.5, "predicted": 0.52}], [{"measured": 0.49, "predicted": 0.5}], [{"measured": 0.51, "predicted": 0.5}]]
+    >>> denominator_verdict(ok)["verdict"]
+    'holds at our scale'
+    >>> denominator_verdict([[{"measured": 0.2, "predicted": 0.5}]] * 2 + [[{"measured": 0.22, "predicted": 0.5}]])["verdict"]
+    'does not hold'
+    """
+    logs = [float(np.mean([np.log(c["measured"] / c["predicted"]) for c in run])) for run in per_seed]
+    if len(logs) < 2 or not np.all(np.isfinite(logs)):
+        raise ValueError("denominator_verdict: at least two seeds with finite ratios")
+    s = summary(logs)
+    return {"per_seed": [float(np.exp(v)) for v in logs], "mean_ratio": float(np.exp(s["mean"])),
+            "ci_ratio": [float(np.exp(v)) for v in s["ci"]], "factor": factor,
+            "verdict": equivalence_verdict(s["ci"], math.log(factor))}

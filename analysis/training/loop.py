@@ -56,7 +56,7 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
     if config.track_every:  # a fixed training batch of its own seed: the data order is not touched
         fixed = sample_batch(data.train, np.random.default_rng(TRACK_BATCH_SEED), config.batch_size, config.block)
         tracker = StepSmoothnessTracker(lambda batch: lm_loss(model, *batch), fixed, config.track_every,
-                                        momentum_norm=lambda: momentum_norm(optimizer))
+                                        momentum_norm=lambda: momentum_norm(optimizer), split=config.track_split)
 
     def save(step: int) -> None:
         name = f"step_{step:06d}.pt"

@@ -204,3 +204,72 @@ def test_track_correlation_skips_the_start_and_needs_points():
     assert ex.track_correlation(track, skip=0.05) < -0.9         # without it, the trend is negative
     with pytest.raises(ValueError, match="fewer than 3"):
         ex.track_correlation({"step": [0, 1], "grad_norm": [1.0, 2.0], "fd_smoothness": [1.0, 2.0]})
+
+
+@pytest.mark.parametrize("with_m, with_g, verdict", [
+    ([0.60, 0.65, 0.62], [0.60, 0.66, 0.60], "holds at our scale"),
+    ([0.10, 0.15, 0.12], [0.60, 0.66, 0.60], "does not hold"),      # far weaker with |m| than with |grad f|
+    ([-0.3, -0.2, -0.25], [-0.3, -0.2, -0.25], "does not hold"),    # no correlation with |m| at all
+    ([0.60, 0.10, 0.50], [0.60, 0.66, 0.60], "inconclusive"),       # one seed disagrees
+])
+def test_momentum_smoothness_verdict_returns_each_of_its_verdicts(with_m, with_g, verdict):
+    assert ex.momentum_smoothness_verdict(with_m, with_g)["verdict"] == verdict
+
+
+@pytest.mark.parametrize("ratios, verdict", [
+    ([0.95, 1.05, 1.0], "holds at our scale"),
+    ([0.30, 0.32, 0.35], "does not hold"),
+    ([0.6, 1.4, 1.0], "inconclusive"),
+])
+def test_momentum_noise_verdict_returns_each_of_its_verdicts(ratios, verdict):
+    assert ex.momentum_noise_verdict(ratios)["verdict"] == verdict
+
+
+def test_momentum_noise_verdict_takes_one_run_with_its_interval():
+    assert ex.momentum_noise_verdict([0.3], ci=(0.25, 0.36))["verdict"] == "does not hold"
+    assert ex.momentum_noise_verdict([1.0], ci=(0.9, 1.1))["verdict"] == "holds at our scale"
+    with pytest.raises(ValueError, match="interval"):
+        ex.momentum_noise_verdict([1.0])
+
+
+@pytest.mark.parametrize("measured, verdict", [
+    ((0.50, 0.51, 0.49), "holds at our scale"),
+    ((0.20, 0.21, 0.22), "does not hold"),
+    ((0.30, 0.55, 0.45), "inconclusive"),
+])
+def test_denominator_verdict_returns_each_of_its_verdicts(measured, verdict):
+    runs = [[{"measured": m, "predicted": 0.5}, {"measured": m, "predicted": 0.5}] for m in measured]
+    assert ex.denominator_verdict(runs)["verdict"] == verdict
+
+
+def _noisy_track(n: int = 100, seed: int = 0) -> dict:
+    """A tracked run whose smoothness follows the true gradient norm, seen through a noisy unbiased estimate."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(0, 4 * n, 4)
+    true = np.exp(np.linspace(0.5, -1.0, n))
+    noise = 0.3
+    g2 = true**2 + noise * rng.standard_normal(n)               # unbiased, noisy point by point
+    return {"step": steps.tolist(), "fd_smoothness": (3 * true).tolist(), "grad_sq_unbiased": g2.tolist(),
+            "grad_norm": np.sqrt(true**2 + 1.0).tolist(), "momentum_norm": (0.5 * true).tolist(),
+            "noise_trace": [1.0] * n}
+
+
+def test_windows_average_the_noisy_estimate_so_the_correlation_shows():
+    track = _noisy_track()
+    w = ex.track_windows(track)
+    assert len(w["step"]) == 20 and w["step"][0] == pytest.approx(8.0)
+    pointwise = ex.track_correlation({**track, "grad_unb": np.sqrt(np.clip(track["grad_sq_unbiased"], 1e-12, None))},
+                                     x="grad_unb")
+    assert ex.window_correlation(track, "grad_norm_unbiased") > 0.8 > pointwise  # windows average the noise out
+    assert ex.window_correlation(track, "momentum_norm") == pytest.approx(1.0)
+    assert len(ex.track_windows(track, skip=0.05)["step"]) == 19
+    with pytest.raises(ValueError, match="track_split"):
+        ex.track_windows({"step": [0], "grad_norm": [1.0]})
+    with pytest.raises(ValueError, match="fewer than 3 windows"):
+        ex.track_windows(track, window=40)
+
+
+def test_track_momentum_noise_uses_the_points_after_the_start():
+    track = _noisy_track()
+    out = ex.track_momentum_noise(track, beta1=0.9)
+    assert out["n"] == 95 and 0 < out["ratio"] < out["measured"] < 1 and out["one_batch"] < out["measured"]

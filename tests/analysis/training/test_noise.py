@@ -8,7 +8,8 @@ import torch
 
 from analysis.stationary import closed_forms
 from analysis.training import TrainConfig, corpus, init_model
-from analysis.training.noise import minibatch_gradients, noise_floor, snr, snr_summary
+from analysis.training.noise import (denominator_check, minibatch_gradients, momentum_noise_ratio, noise_floor, snr,
+                                     snr_summary)
 
 
 def test_snr_recovers_known_ratios_and_drops_untouched_coordinates():
@@ -82,3 +83,71 @@ def test_checkpoint_noise_measures_the_checkpointed_weights_and_is_deterministic
     model.load_state_dict(load_checkpoint(result.checkpoints[-1], model).model_state)
     grads = minibatch_gradients(model, data.train, batch_size=4, block=16, k=4, seed=3 + 2)
     assert first[-1] == {"step": 6, **snr_summary(grads, config.betas)}
+
+
+def _adam_state_on_a_stationary_stream(mu, sigma, betas, steps, rng, shrink_momentum=1.0):
+    """Adam's m and v after ``steps`` i.i.d. Gaussian gradients per coordinate (near stationarity)."""
+    m = np.zeros_like(mu)
+    v = np.zeros_like(mu)
+    for _ in range(steps):
+        g = mu + sigma * rng.standard_normal(mu.shape)
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g * g
+    return shrink_momentum * m, v
+
+
+def test_denominator_check_agrees_with_the_closed_form_on_a_stationary_stream():
+    rng = np.random.default_rng(0)
+    betas = (0.9, 0.95)
+    n = 20000
+    snr_true = np.repeat([0.0, 0.2, 0.5, 2.0, 5.0], n // 5)
+    sigma = rng.uniform(0.5, 2.0, n)
+    mu = snr_true * sigma
+    m, v = _adam_state_on_a_stationary_stream(mu, sigma, betas, 300, rng)
+    grads = mu + sigma * rng.standard_normal((16, n))
+    out = denominator_check(m, v, grads, betas)
+    closed = closed_forms.moments(mu, sigma, *betas)
+    truth = closed["E_V"].sum() / closed["E_S"].sum()
+    # three numbers from one sample of 20000 coordinates: the measured and the predicted whole-model
+    # ratio both sit within 3% of the true E[V]/E[S] (their sampling error is under 1%)
+    assert out["measured"] == pytest.approx(truth, rel=0.03) and out["predicted"] == pytest.approx(truth, rel=0.03)
+    assert out["momentum_sq_over_second_moment"] == pytest.approx(out["predicted_momentum_sq_over_second_moment"], rel=0.05)
+    for row in out["bins"]:  # bins chosen on one half, predicted from the other: no selection bias
+        if row["n"] > 500:
+            assert row["measured"] == pytest.approx(row["predicted"], rel=0.1), row
+
+
+def test_denominator_check_sees_a_momentum_smaller_than_the_stream_implies():
+    # the power check: the same stream with the momentum shrunk to 40% (as if successive gradients
+    # cancelled) gives a measured ratio well below the prediction
+    rng = np.random.default_rng(1)
+    betas = (0.9, 0.95)
+    n = 20000
+    sigma = np.ones(n)
+    mu = np.full(n, 2.0)
+    m, v = _adam_state_on_a_stationary_stream(mu, sigma, betas, 300, rng, shrink_momentum=0.4)
+    out = denominator_check(m, v, mu + sigma * rng.standard_normal((16, n)), betas)
+    assert out["measured"] < 0.5 * out["predicted"]
+
+
+def test_denominator_check_refuses_bad_shapes():
+    with pytest.raises(ValueError, match="K >= 8"):
+        denominator_check(np.zeros(3), np.zeros(3), np.zeros((4, 3)), (0.9, 0.95))
+    with pytest.raises(ValueError, match="flat arrays"):
+        denominator_check(np.zeros(2), np.zeros(3), np.zeros((8, 3)), (0.9, 0.95))
+    with pytest.raises(ValueError, match="finite"):
+        denominator_check(np.zeros(3), -np.ones(3), np.zeros((8, 3)), (0.9, 0.95))
+
+
+def test_momentum_noise_ratio_is_one_on_the_noise_model_and_sees_a_cancelling_momentum():
+    rng = np.random.default_rng(2)
+    a = 0.1 / 1.9
+    grad_sq = rng.uniform(0.5, 1.0, 50)
+    trace = rng.uniform(0.5, 3.0, 50)
+    on_model = momentum_noise_ratio(grad_sq + a * trace, grad_sq, trace, beta1=0.9)
+    assert on_model["ratio"] == pytest.approx(1.0) and on_model["predicted"] > 1
+    cancelled = momentum_noise_ratio(0.1 * (grad_sq + a * trace), grad_sq, trace, beta1=0.9)
+    assert cancelled["ratio"] == pytest.approx(np.sqrt(0.1))
+    assert np.isnan(momentum_noise_ratio([1.0], [-1.0], [0.5], beta1=0.9)["measured"])
+    with pytest.raises(ValueError, match="one length"):
+        momentum_noise_ratio([1.0], [1.0, 2.0], [1.0], beta1=0.9)

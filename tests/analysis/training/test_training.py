@@ -104,6 +104,12 @@ def test_tracking_records_every_kth_step_and_leaves_the_run_unchanged(tmp_path):
                for v in t[k])
     again = train(TrainConfig(**TINY, track_every=4), cache_dir=tmp_path / "tracked", progress=False)
     assert again.track == t  # stored and read back from the cache
+    split = train(TrainConfig(**TINY, track_every=4, track_split=4), cache_dir=tmp_path / "split", progress=False)
+    assert split.history["train_loss"] == plain.history["train_loss"]
+    assert split.track["step"] == t["step"] and split.track["grad_norm"] == pytest.approx(t["grad_norm"], rel=1e-5)
+    assert all(v > 0 for v in split.track["noise_trace"]) and len(split.track["grad_sq_unbiased"]) == 3
+    assert train(TrainConfig(**TINY, track_every=4, track_split=4), cache_dir=tmp_path / "split",
+                 progress=False).track == split.track  # read back from the cache
 
 
 def test_an_untracked_configuration_keeps_the_key_it_had_before_tracking_existed():
@@ -116,10 +122,14 @@ def test_an_untracked_configuration_keeps_the_key_it_had_before_tracking_existed
 
     config = TrainConfig(**TINY)
     record = json.loads(json.dumps(dataclasses.asdict(config)))
-    del record["track_every"]  # the record as it was before the field was added
+    del record["track_every"], record["track_split"]  # the record as it was before the fields were added
     payload = json.dumps({"config": record, "version": adams.__version__, "corpus": corpus.SHA256}, sort_keys=True,
                          default=str)
     assert config.key() == hashlib.sha256(payload.encode()).hexdigest()[:16]
     assert TrainConfig(**TINY, track_every=2).key() != config.key()
+    tracked = TrainConfig(**TINY, track_every=2)
+    assert TrainConfig(**TINY, track_every=2, track_split=TINY["batch_size"]).key() != tracked.key()
+    with pytest.raises(ValueError, match="track_split"):
+        TrainConfig(**TINY, track_split=2)
     with pytest.raises(ValueError, match="track_every"):
         TrainConfig(**TINY, track_every=-1)
