@@ -111,16 +111,20 @@ for o in tables:
 # %% [markdown]
 # ## Dense trajectories: three seeds, 100 points a run
 #
-# A single point's unbiased $\widehat{\|\nabla f\|^2}$ (from four parts of the fixed batch) is noisy
-# and can be negative, so the correlations below average it over windows of 5 consecutive points (20
-# steps; 20 windows a run) and take the root of the window's mean; the momentum norm and the finite
-# difference are averaged over the same windows (`ex.track_windows`).
+# The fixed batch's own loss $f_B$ is not the objective $f$: its gradient carries the batch's noise
+# and its Hessian the batch's sampling error too. From the gradients of four parts of the batch
+# (before and after each tracked update) the tracker estimates both for $f$ without bias:
+# $\widehat{\|\nabla f\|^2}$ and $\widehat{L}^2 = \widehat{\|\nabla f(w_{t+1}) - \nabla f(w_t)\|^2}/\|w_{t+1} - w_t\|^2$.
+# A single point's estimates are noisy and can be negative, so the correlations below average them
+# over windows of 5 consecutive points (20 steps; 20 windows a run) and take the root of the window's
+# mean; the momentum norm is averaged over the same windows (`ex.track_windows`). Each seed has its
+# own fixed batch, so the spread over seeds includes the batch's sampling error.
 #
 # **The rules, before the numbers.**
 #
 # * Row 42 (`ex.seed_correlation_verdict`): per run, the correlation of log unbiased gradient norm and
-#   log step finite difference over the windows, over the whole run and without the first 5% of
-#   training; per optimizer, the Student-t 95% interval of the mean over seeds. **Holds at our
+#   log unbiased finite difference of $f$ over the windows, over the whole run and without the first
+#   5% of training; per optimizer, the Student-t 95% interval of the mean over seeds. **Holds at our
 #   scale** if, for both optimizers, both intervals lie above 0; **does not hold** if for either
 #   optimizer either interval lies at or below 0; **inconclusive** otherwise.
 # * Row 43 (`ex.momentum_noise_verdict`): per run, over the points after the first 5%, the measured
@@ -129,7 +133,7 @@ for o in tables:
 #   the t-interval over seeds of its mean log within a factor 1.5 of 1 for both optimizers: **holds
 #   at our scale**; wholly outside for either: **does not hold**; else **inconclusive**.
 # * Row 44 (`ex.momentum_smoothness_verdict`): per run, without the first 5%, the windows'
-#   correlation of log finite difference with log $|m|$ and with log unbiased $|\nabla f|$. For both
+#   correlation of log unbiased finite difference with log $|m|$ and with log unbiased $|\nabla f|$. For both
 #   optimizers, the t-interval of the correlation with $|m|$ above 0 and of the paired difference
 #   ($|m|$ minus $|\nabla f|$) above $-0.1$: **holds at our scale**; for either, the first at or below 0
 #   or the second below $-0.1$: **does not hold**; else **inconclusive**.
@@ -138,13 +142,15 @@ for o in tables:
 sweeps = ex.lr_sweeps(QUICK, optimizers=("adams", "adamw"))
 dense = ex.tracked_runs(QUICK, {o: sweeps[o].best.lr for o in ("adams", "adamw")})
 BETA1 = base.betas[0]
+FD = "fd_smoothness_unbiased"
 dense_corr, momentum_noise = {}, {}
 for o, rs in dense.items():
     dense_corr[o] = {
-        "grad": [ex.window_correlation(r.track, "grad_norm_unbiased") for r in rs],
-        "grad_trimmed": [ex.window_correlation(r.track, "grad_norm_unbiased", skip=0.05) for r in rs],
-        "momentum_trimmed": [ex.window_correlation(r.track, "momentum_norm", skip=0.05) for r in rs],
-        "one_batch_points": [ex.track_correlation(r.track) for r in rs],
+        "grad": [ex.window_correlation(r.track, "grad_norm_unbiased", FD) for r in rs],
+        "grad_trimmed": [ex.window_correlation(r.track, "grad_norm_unbiased", FD, skip=0.05) for r in rs],
+        "momentum_trimmed": [ex.window_correlation(r.track, "momentum_norm", FD, skip=0.05) for r in rs],
+        "batch_loss": [ex.window_correlation(r.track, "grad_norm", "fd_smoothness") for r in rs],
+        "batch_noise": [ex.window_correlation(r.track, "noise_trace", "fd_smoothness") for r in rs],
     }
     momentum_noise[o] = [ex.track_momentum_noise(r.track, BETA1, skip=0.05) for r in rs]
 dense_verdicts = {o: ex.seed_correlation_verdict(c["grad"], c["grad_trimmed"]) for o, c in dense_corr.items()}
@@ -154,8 +160,9 @@ follow_verdicts = {o: ex.momentum_smoothness_verdict(c["momentum_trimmed"], c["g
 for o in dense:
     print(f"{o} (lr {sweeps[o].best.lr:.3g}, {len(dense[o][0].track['step'])} points a run)")
     print(f"  row 42: corr(log |grad f|, log L_fd) per seed {np.round(dense_corr[o]['grad'], 2)}, without the first "
-          f"5% {np.round(dense_corr[o]['grad_trimmed'], 2)} -> {dense_verdicts[o]['verdict']} (one-batch norm, point "
-          f"by point: {np.round(dense_corr[o]['one_batch_points'], 2)})")
+          f"5% {np.round(dense_corr[o]['grad_trimmed'], 2)} -> {dense_verdicts[o]['verdict']} (the fixed batch's own "
+          f"loss: {np.round(dense_corr[o]['batch_loss'], 2)}; its finite difference with its noise trace: "
+          f"{np.round(dense_corr[o]['batch_noise'], 2)})")
     print(f"  row 43: |m|/|grad f| {[round(m['measured'], 3) for m in momentum_noise[o]]}, predicted "
           f"{[round(m['predicted'], 3) for m in momentum_noise[o]]} -> {noise_verdicts[o]['verdict']}")
     print(f"  row 44: with |m| {np.round(dense_corr[o]['momentum_trimmed'], 2)}, with |grad f| "
@@ -169,7 +176,7 @@ for row, o in enumerate(("adams", "adamw")):
         ax = axes[row, col]
         for r in dense[o]:
             w = ex.track_windows(r.track)
-            ax.scatter(w[x], w["fd_smoothness"], s=14, alpha=0.7, label=f"seed {r.config['seed']}")
+            ax.scatter(w[x], w[FD], s=14, alpha=0.7, label=f"seed {r.config['seed']}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -178,7 +185,7 @@ for row, o in enumerate(("adams", "adamw")):
         ax.set_title(f"{'AdamS' if o == 'adams' else 'AdamW'} (lr {sweeps[o].best.lr:.2g}): mean r = "
                      f"{np.mean(dense_corr[o][key]):.2f} without the first 5%", fontsize=10)
         ax.legend(fontsize=8)
-    axes[row, 0].set_ylabel("step finite difference |dg| / |dw|")
+    axes[row, 0].set_ylabel("finite difference of f (unbiased), window rms")
 fig.suptitle(f"Dense trajectories: windows of {ex.TRACK_WINDOW} points every {ex.TRACK_EVERY[QUICK]} steps, "
              f"{len(dense['adams'])} seeds")
 fig.tight_layout()
@@ -215,7 +222,8 @@ save_figure(fig, f"{NAME}_momentum")
 # Adam's second moment $S$ for i.i.d. gradients of mean $\mu$ and noise $\sigma$ per coordinate. Here
 # both are built from the *same* AdamW run: at each checkpoint of the AdamW runs above (after the
 # first 10% of training), $S = \beta_2 v_t + (1-\beta_2) g^2$ from AdamW's own second moment and
-# $V = \beta_2 m_t^2 + (1-\beta_2) g^2$ from AdamW's own momentum, averaged over 16 fresh minibatch
+# $V = \beta_2 m_t^2 + (1-\beta_2) g^2$ from AdamW's own momentum (both bias-corrected for the steps
+# taken, as the updates use them), averaged over 16 fresh minibatch
 # gradients $g$; the closed form predicts $E[V]/E[S]$ from each coordinate's $\mu^2$ and $\sigma^2$,
 # estimated without bias from the same 16 gradients (`analysis.training.noise.denominator_check`).
 #
@@ -225,11 +233,15 @@ save_figure(fig, f"{NAME}_momentum")
 # **inconclusive**.
 
 # %%
-denominators = [ex.denominator_trajectory(r, k=16 if not QUICK else 8, seed=s) for s, r in enumerate(dense["adamw"])]
+K_GRADS = 8 if QUICK else 16
+denominators = [ex.denominator_trajectory(r, k=K_GRADS, seed=s) for s, r in enumerate(dense["adamw"])]
 row45 = ex.denominator_verdict(denominators)
 for r, d in zip(dense["adamw"], denominators):
     print(f"seed {r.config['seed']}: " + ", ".join(f"step {c['step']}: {c['measured']:.3f} vs {c['predicted']:.3f}" for c in d))
 print(f"measured / predicted over seeds {row45['mean_ratio']:.3f} {np.round(row45['ci_ratio'], 3)} -> {row45['verdict']}")
+v_ratio = float(np.mean([c["v_over_expected"] for d in denominators for c in d]))
+s_ratio = float(np.mean([c["s_over_expected"] for d in denominators for c in d]))
+print(f"sum V / sum E[V] {v_ratio:.3f}, sum S / sum E[S] {s_ratio:.3f} (mean over checkpoints and seeds)")
 fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.3))
 for r, d in zip(dense["adamw"], denominators):
     line, = axes[0].plot([c["step"] for c in d], [c["measured"] for c in d], "o-", ms=4,
@@ -274,19 +286,23 @@ claims = [{
     "order": 42,
     "claim": "Along training, local smoothness grows with the gradient norm ((L0, L1)-smoothness rather than L-smoothness).",
     "paper_value": "smoothness correlates with gradient norm along a transformer's trajectory (motivation figure)",
-    "measured": (f"{dense_setup}; mean corr(log |grad f|, log L_fd) over seeds with the unbiased |grad f| (95% "
-                 "t-interval), whole run / without the first 5%: "
+    "measured": (f"{dense_setup}; mean corr(log |grad f|, log L_fd) over seeds, both unbiased for the objective "
+                 "(95% t-interval), whole run / without the first 5%: "
                  + "; ".join(f"{LABEL[o]} {interval(v['full'])} / {interval(v['trimmed'])}" for o, v in dense_verdicts.items())
-                 + "; with the one-batch norm, point by point: "
-                 + "; ".join(f"{LABEL[o]} {np.mean(c['one_batch_points']):.2f}" for o, c in dense_corr.items())
+                 + "; on the fixed batch's own loss (one-batch norm and finite difference, biased by its noise): "
+                 + "; ".join(f"{LABEL[o]} {np.mean(c['batch_loss']):.2f}" for o, c in dense_corr.items())
+                 + "; that finite difference against the batch's noise trace alone: "
+                 + "; ".join(f"{LABEL[o]} {np.mean(c['batch_noise']):.2f}" for o, c in dense_corr.items())
                  + f". Checkpoint probes (seed 0, {len(tables['adams'])} checkpoints, lr {base.lr:g}): "
                  + "; ".join(f"{LABEL[o]} {corr[o]['r']:.2f} with L_fd, {corr_h[o]['r']:.2f} with |H|" for o in corr)),
     "command": COMMAND,
     "verdict": rules.all_of(*(v["verdict"] for v in dense_verdicts.values())),
     "note": ("Verdict rule (stated before the numbers): for both optimizers, the t-interval over seeds of the mean "
              "log-log correlation lies above 0 over the whole run and without its first 5%; does not hold if either "
-             "lies at or below 0; inconclusive otherwise. |grad f| is the unbiased estimate from four parts of a "
-             "fixed training batch, averaged over windows of 5 tracked points. Early training of a small model; the "
+             "lies at or below 0; inconclusive otherwise. |grad f| and L_fd are the unbiased estimates for the "
+             "objective from four parts of a fixed training batch (one per seed), averaged over windows of 5 tracked "
+             "points; on the batch's own loss both carry its noise, and the correlation there is mostly that of two "
+             "noisy quantities with the noise level. Early training of a small model; the "
              "gradient norm falls as the loss falls, so a correlation also reflects that both quantities change over "
              "training. The finite difference is along the update actually taken, on the fixed batch."),
 }, {
@@ -309,15 +325,18 @@ claims = [{
              "small part of the predicted momentum here, so the noise model cannot explain a momentum much smaller "
              "than the gradient: successive gradients partly cancel in the momentum's average (the gradient's "
              "direction changes within the momentum's window), which the i.i.d. noise model leaves out. The "
-             "momentum is that of clipped gradients (clipping at 1.0)."),
+             "momentum is that of clipped gradients (clipping at 1.0); on the points whose one-batch norm is below "
+             "1.0 measured / predicted is "
+             + "; ".join(f"{LABEL[o]} {np.mean([m['unclipped'] for m in ms]):.2f}" for o, ms in momentum_noise.items())
+             + "."),
 }, {
     "id": "smoothness-follows-momentum-norm",
     "order": 44,
-    "claim": "Local smoothness is governed by the momentum's magnitude as by the gradient's, so the momentum can stand "
-             "in for the gradient in the normalizer.",
+    "claim": "Local smoothness tracks the momentum's magnitude at least as closely as the gradient's, so the momentum "
+             "can stand in for the gradient in the normalizer.",
     "paper_value": "smoothness grows with |grad f|, which |m| approximates (motivation of AdamS)",
     "measured": (f"{dense_setup}, without the first 5%; mean corr(log L_fd, log |m|) and corr(log L_fd, log |grad f|) "
-                 "(unbiased), paired difference (95% t-intervals): "
+                 "(L_fd and |grad f| unbiased for the objective), paired difference (95% t-intervals): "
                  + "; ".join(f"{LABEL[o]} {interval(v['momentum'])} and {interval(v['gradient'])}, difference "
                              f"{interval(v['difference'])}" for o, v in follow_verdicts.items())),
     "command": COMMAND,
@@ -325,7 +344,9 @@ claims = [{
     "note": ("Verdict rule (stated before the numbers): for both optimizers the correlation with |m| above 0 and the "
              "paired difference above -0.1; does not hold if, for either, the first lies at or below 0 or the second "
              "below -0.1. A correlation, not a bound: it says that |m| orders the points of a trajectory by their "
-             "smoothness at least as well as |grad f| does, whatever constant separates the two norms."),
+             "smoothness at least as well as |grad f| does, whatever constant separates the two norms. |m| is read "
+             "exactly while the window's |grad f| is an estimate; its noise lowers the correlation with |grad f| "
+             "somewhat (row 42 gives that correlation)."),
 }, {
     "id": "stationary-denominator-on-real-training",
     "order": 45,
@@ -333,22 +354,24 @@ claims = [{
              "describes AdamS's denominator against Adam's second moment on a real AdamW trajectory.",
     "paper_value": "the paper's E[V] vs E[S] argument rests on this noise model (our check on real training)",
     "measured": (f"AdamW at lr {sweeps['adamw'].best.lr:g}, {len(denominators)} seeds, checkpoints after the first "
-                 f"10% ({len(denominators[0])} a run), 16 minibatch gradients each: sum V / sum S over the model "
+                 f"10% ({len(denominators[0])} a run), {K_GRADS} minibatch gradients each: sum V / sum S over the model "
                  f"{np.mean([c['measured'] for d in denominators for c in d]):.3f} measured against "
                  f"{np.mean([c['predicted'] for d in denominators for c in d]):.3f} predicted; measured / predicted "
                  f"{row45['mean_ratio']:.2f} [{row45['ci_ratio'][0]:.2f}, {row45['ci_ratio'][1]:.2f}]; |m|^2 / v "
                  f"{np.mean([c['momentum_sq_over_second_moment'] for d in denominators for c in d]):.3f} against "
-                 f"{np.mean([c['predicted_momentum_sq_over_second_moment'] for d in denominators for c in d]):.3f}"),
+                 f"{np.mean([c['predicted_momentum_sq_over_second_moment'] for d in denominators for c in d]):.3f}; "
+                 f"sum V / sum E[V] {v_ratio:.2f}, sum S / sum E[S] {s_ratio:.2f}"),
     "command": COMMAND,
     "verdict": row45["verdict"],
     "note": (f"Verdict rule (stated before the numbers): the t-interval over seeds of the mean log(measured / "
              f"predicted) within a factor {ex.DENOMINATOR_FACTOR} of 1; does not hold if wholly outside. V and S from "
              "AdamW's own momentum and second moment and fresh minibatch gradients; mu^2 and sigma^2 per coordinate "
              "estimated without bias from the same gradients (per-bin comparison in the figure, with bins chosen "
-             "on one half of the gradients and predictions from the other). A measured ratio far below the "
-             "prediction means the real momentum is much smaller than i.i.d. gradients of the measured mean would "
-             "make it (row 43), so AdamS's real denominator is smaller, and its step larger, than the stationary "
-             "model says."),
+             "on one half of the gradients and predictions from the other); m and v bias-corrected for the step. "
+             "V / E[V] and S / E[S] tell the two parts apart: V far below its prediction is the momentum smaller "
+             "than i.i.d. gradients of the measured mean would make it (row 43); S above its prediction is the "
+             "second moment remembering larger gradients from earlier steps. Either way AdamS's real denominator is "
+             "smaller relative to Adam's, and its step larger, than the stationary model says."),
 }]
 numbers = {"table": {c: table[c].tolist() for c in ("optimizer", "step", "loss", "grad_norm", "momentum_norm",
                                                     "fd_smoothness", "curvature", "hessian_norm", "hessian_n_hvp")},

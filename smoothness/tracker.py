@@ -14,12 +14,17 @@ The fixed batch makes the two gradients differ only through the weights, not thr
 noise. Two gradients of the batch per tracked step are the whole cost; the training run itself is
 unchanged (the tracker reads the weights and never writes them, and draws no random numbers).
 
-With ``split=K`` (K >= 3) the gradient before the update is taken as the mean of the gradients of K
-equal parts of the batch (the same gradient, when the loss is a mean over examples), and their Gram
-matrix gives, at no extra cost, the unbiased :math:`\|\nabla f\|^2` of :mod:`smoothness.noise` and the
-noise trace :math:`\operatorname{tr}\Sigma_B` of a gradient over a batch of the fixed batch's size
-(one part's noise trace divided by K): ``grad_norm`` overstates the objective's gradient norm by
-that noise, and the estimate does not.
+With ``split=K`` (K >= 3) both gradients are taken as the mean of the gradients of K equal parts of
+the batch (the same gradients, when the loss is a mean over examples; K smaller backward passes in
+place of one), and the parts' Gram matrices give the unbiased estimates of :mod:`smoothness.noise`
+for the objective f rather than for the fixed batch's own loss f_B:
+
+* :math:`\|\nabla f(w_t)\|^2` (``grad_sq_unbiased``, with its jackknife standard error) and the noise
+  trace :math:`\operatorname{tr}\Sigma_B` of a gradient over a batch of the fixed batch's size (one
+  part's noise trace divided by K): ``grad_norm`` overstates :math:`\|\nabla f\|` by that noise;
+* :math:`\|\nabla f(w_{t+1}) - \nabla f(w_t)\|^2 / \|w_{t+1} - w_t\|^2` (``fd_sq_unbiased``), from the
+  parts' gradient differences: ``fd_smoothness`` is the finite difference of f_B, whose Hessian
+  carries the batch's own sampling noise.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ __all__ = ["StepSmoothnessTracker", "TRACK_KEYS", "NOISE_TRACK_KEYS"]
 
 TRACK_KEYS = ("step", "fd_smoothness", "grad_norm", "step_length", "momentum_norm")
 #: recorded as well with ``split`` >= 3: the unbiased |grad f|^2 and tr(Sigma_B) of the fixed batch's size
-NOISE_TRACK_KEYS = ("grad_sq_unbiased", "grad_sq_unbiased_se", "noise_trace")
+NOISE_TRACK_KEYS = ("grad_sq_unbiased", "grad_sq_unbiased_se", "noise_trace", "fd_sq_unbiased")
 
 
 class StepSmoothnessTracker:
@@ -59,6 +64,7 @@ class StepSmoothnessTracker:
         self.records: dict[str, list] = {k: [] for k in TRACK_KEYS + (NOISE_TRACK_KEYS if self.parts else ())}
         self._pending: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
         self._noise: dict | None = None
+        self._part_grads: list[list[torch.Tensor]] | None = None
 
     def due(self, step: int) -> bool:
         return step % self.every == 0
@@ -80,8 +86,8 @@ class StepSmoothnessTracker:
         estimate = estimate_from_gram((flat @ flat.T).numpy())
         self._noise = {"grad_sq_unbiased": estimate.sq_norm, "grad_sq_unbiased_se": estimate.sq_norm_se,
                        "noise_trace": estimate.noise_trace / k}
-        mean = [torch.stack([gs[i] for gs in grads]).mean(dim=0) for i in range(len(params))]
-        self._pending = ([p.detach().clone() for p in params], mean)
+        self._part_grads = grads
+        self._pending = ([p.detach().clone() for p in params], _mean(grads))
 
     def after(self, params: Sequence[torch.Tensor], step: int) -> None:
         """The batch's gradient after the update, and one record."""
@@ -89,8 +95,17 @@ class StepSmoothnessTracker:
             raise RuntimeError("StepSmoothnessTracker.after without a matching before()")
         w0, g0 = self._pending
         self._pending = None
-        g1 = self._grad(params)
         dw = math.sqrt(sum(float((p.detach() - w).double().pow(2).sum()) for p, w in zip(params, w0)))
+        if self._part_grads is None:
+            g1 = self._grad(params)
+        else:
+            after = [self._grad(params, part) for part in self.parts]
+            g1 = _mean(after)
+            diffs = torch.stack([torch.cat([(b - a).reshape(-1).double() for a, b in zip(g_before, g_after)])
+                                 for g_before, g_after in zip(self._part_grads, after)])
+            fd_sq = estimate_from_gram((diffs @ diffs.T).numpy()).sq_norm
+            self._noise["fd_sq_unbiased"] = fd_sq / dw**2 if dw > 0 else float("nan")
+            self._part_grads = None
         dg = math.sqrt(sum(float((b - a).double().pow(2).sum()) for a, b in zip(g0, g1)))
         norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in g0))
         for key, value in (("step", int(step)), ("fd_smoothness", dg / dw if dw > 0 else float("nan")),
@@ -101,6 +116,11 @@ class StepSmoothnessTracker:
             for key, value in self._noise.items():
                 self.records[key].append(value)
             self._noise = None
+
+
+def _mean(grads: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Parameter by parameter, the mean of the parts' gradients."""
+    return [torch.stack([gs[i] for gs in grads]).mean(dim=0) for i in range(len(grads[0]))]
 
 
 def _split(batch: Any, k: int) -> list:

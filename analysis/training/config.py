@@ -38,10 +38,10 @@ EVAL_KEYS = ("step", "val_loss")
 #: integer fields and their smallest allowed value
 INT_FIELDS = {"steps": 1, "warmup": 0, "batch_size": 1, "block": 1, "layers": 1, "heads": 1, "width": 1,
               "log_every": 1, "eval_every": 1, "eval_batches": 1, "save_every": 0, "seed": 0, "track_every": 0,
-              "track_split": 1}
+              "track_split": 1, "track_seed": 0}
 #: fields added after runs were cached: left out of the stored record (and so of the cache key) while
 #: they hold these defaults, so that every run cached before them keeps its key
-LATE_FIELDS = {"track_every": 0, "track_split": 1}
+LATE_FIELDS = {"track_every": 0, "track_split": 1, "track_seed": 4242}
 MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes
 #: the hyperparameters every registry entry takes; TrainConfig has a field for each
 SHARED_HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay")
@@ -211,7 +211,8 @@ class TrainConfig:
     ``track_every`` > 0 records the step finite difference on a fixed batch every that many steps
     (:class:`smoothness.tracker.StepSmoothnessTracker`, into :attr:`TrainResult.track`); with
     ``track_split`` = K >= 3 it also records the unbiased gradient norm and the noise trace of that
-    batch from K equal parts of it (``batch_size`` must be divisible by K)."""
+    batch from K equal parts of it (``batch_size`` must be divisible by K); ``track_seed`` draws the
+    fixed batch (from the training text, apart from the run's own batches)."""
     optimizer: str = "adams"
     lr: float = 3e-3
     betas: tuple[float, float] = (0.9, 0.95)
@@ -235,6 +236,7 @@ class TrainConfig:
     optimizer_kwargs: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     track_every: int = 0
     track_split: int = 1
+    track_seed: int = 4242
 
     def __post_init__(self):
         for name, value in _clean_fields(self).items():

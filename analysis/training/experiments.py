@@ -38,6 +38,7 @@ from analysis.training import corpus
 from analysis.report.runs import STARTED_WALL
 from analysis.report import quick_mode
 from analysis.training import TrainConfig, TrainResult, build, default_cache_dir, lm_loss, run_many, sample_batch
+from analysis.training.loop import TRACK_BATCH_SEED
 from analysis.training.sweep import Sweep, lr_grid, replicate_seeds, sweep_lrs
 from analysis.report.claims import (all_of, equivalence_verdict, inferiority_verdict, noninferiority_verdict,
                                    superiority_verdict)
@@ -570,11 +571,14 @@ def tracked_runs(quick: bool, lrs: dict[str, float], **run_kwargs) -> dict[str, 
     """Each optimizer of ``lrs`` at its rate on :func:`base_config`, one run per sweep seed, with the
     step finite difference, the gradient and momentum norms, and the unbiased gradient norm and noise
     trace (from :data:`TRACK_SPLIT` parts of the fixed batch) tracked every :data:`TRACK_EVERY` steps
-    (``TrainResult.track``); model and optimizer state are saved ten times a run (four in quick mode)."""
+    (``TrainResult.track``); model and optimizer state are saved ten times a run (four in quick mode).
+    Each seed draws its own fixed batch, so that the spread over seeds includes the batch's sampling
+    error."""
     seeds = sweep_seeds(quick)
     base = base_config(quick)
     configs = [base_config(quick, optimizer=name, lr=lr, seed=s, data_seed=d, track_every=TRACK_EVERY[quick],
-                           track_split=TRACK_SPLIT, save_every=max(1, base.steps // (4 if quick else 10)))
+                           track_split=TRACK_SPLIT, track_seed=TRACK_BATCH_SEED + s,
+                           save_every=max(1, base.steps // (4 if quick else 10)))
                for name, lr in lrs.items() for s, d in seeds]
     results = runs(configs, **run_kwargs)
     return {name: list(results[i * len(seeds):(i + 1) * len(seeds)]) for i, name in enumerate(lrs)}
@@ -625,9 +629,10 @@ def _after(track: dict, skip: float) -> np.ndarray:
 def track_windows(track: dict, window: int = TRACK_WINDOW, skip: float = 0.0) -> dict[str, np.ndarray]:
     """A tracked run's points after the first ``skip`` share of training, averaged over windows of
     ``window`` consecutive points (an incomplete last window is left out): the mean step finite
-    difference, and the root mean square of the one-batch gradient norm, of the momentum norm and of
-    the unbiased gradient norm (the root of the window's mean unbiased |grad f|^2: each point's estimate
-    is unbiased and noisy, their mean less so; NaN where that mean is not positive)."""
+    difference of the fixed batch's loss, and the root mean square of the one-batch gradient norm
+    and of the momentum norm; the unbiased gradient norm and finite difference of the objective are
+    the roots of the window's mean unbiased squares (each point's estimate is unbiased and noisy,
+    their mean less so; NaN where that mean is not positive)."""
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"track_windows: window must be an int >= 1, got {window!r}")
     if "grad_sq_unbiased" not in track:
@@ -640,8 +645,9 @@ def track_windows(track: dict, window: int = TRACK_WINDOW, skip: float = 0.0) ->
     def grouped(key: str, power: int = 1) -> np.ndarray:
         return (np.asarray(track[key], dtype=float)[keep][:n] ** power).reshape(-1, window).mean(axis=1)
 
-    g2 = grouped("grad_sq_unbiased")
+    g2, fd2 = grouped("grad_sq_unbiased"), grouped("fd_sq_unbiased")
     return {"step": grouped("step"), "fd_smoothness": grouped("fd_smoothness"),
+            "fd_smoothness_unbiased": np.where(fd2 > 0, np.sqrt(np.maximum(fd2, 0.0)), np.nan),
             "grad_norm": np.sqrt(grouped("grad_norm", 2)), "momentum_norm": np.sqrt(grouped("momentum_norm", 2)),
             "grad_norm_unbiased": np.where(g2 > 0, np.sqrt(np.maximum(g2, 0.0)), np.nan),
             "noise_trace": grouped("noise_trace")}
@@ -717,10 +723,12 @@ def momentum_noise_verdict(ratios: Sequence[float], factor: float = MOMENTUM_FAC
             "factor": factor, "verdict": equivalence_verdict(interval, math.log(factor))}
 
 
-def track_momentum_noise(track: dict, beta1: float, skip: float = 0.05) -> dict:
+def track_momentum_noise(track: dict, beta1: float, skip: float = 0.05, clip: float = 1.0) -> dict:
     """:func:`analysis.training.noise.momentum_noise_ratio` over a tracked run's points after the first
     ``skip`` share of training (the tracked noise trace is that of the training batch: the fixed
-    batch has the training batch's size), with the one-batch ratio |m| / |g_B| beside it."""
+    batch has the training batch's size), with the one-batch ratio |m| / |g_B| beside it, and the
+    ratio over only the points whose one-batch gradient norm is below ``clip`` (``unclipped``: where
+    clipping at that norm cannot have shrunk the gradients the momentum averages, NaN if none)."""
     from analysis.training.noise import momentum_noise_ratio
 
     keep = _after(track, skip)
@@ -728,13 +736,19 @@ def track_momentum_noise(track: dict, beta1: float, skip: float = 0.05) -> dict:
                                                                "noise_trace")}
     out = momentum_noise_ratio(col["momentum_norm"] ** 2, col["grad_sq_unbiased"], col["noise_trace"], beta1)
     out["one_batch"] = float(np.sqrt((col["momentum_norm"] ** 2).sum() / (col["grad_norm"] ** 2).sum()))
+    calm = col["grad_norm"] < clip
+    out["unclipped"] = (momentum_noise_ratio(col["momentum_norm"][calm] ** 2, col["grad_sq_unbiased"][calm],
+                                             col["noise_trace"][calm], beta1)["ratio"] if calm.any() else float("nan"))
+    out["n_unclipped"] = int(calm.sum())
     return out
 
 
 def denominator_trajectory(result: TrainResult, *, k: int = 16, seed: int = 0, skip: float = 0.1) -> list[dict]:
     """:func:`analysis.training.noise.denominator_check` at each checkpoint of an Adam(W) run after the
     first ``skip`` share of training (the moments need a few windows of beta2 to settle), from ``k``
-    minibatch gradients of the run's batch size at the checkpoint's weights."""
+    minibatch gradients of the run's batch size at the checkpoint's weights (drawn from the stream
+    ``1000 * seed + i`` at the i-th checkpoint, so that no two runs or checkpoints share batches).
+    The checkpoint's m and v are bias-corrected for its step, as the update uses them."""
     from analysis.training.gpt import GPT
     from analysis.training.noise import denominator_check, minibatch_gradients
     from smoothness.checkpoints import OPTIMIZER, load_checkpoint, momentum_by_name
@@ -757,8 +771,12 @@ def denominator_trajectory(result: TrainResult, *, k: int = 16, seed: int = 0, s
         moments = [momentum_by_name(optimizer_state, model, path, keys=(key,)) for key in ("exp_avg", "exp_avg_sq")]
         flat = [np.concatenate([m[n].reshape(-1).double().numpy() for n in names]) for m in moments]
         grads = minibatch_gradients(model, data.train, batch_size=config.batch_size, block=config.block, k=k,
-                                    seed=seed + i)
-        out.append({"step": checkpoint.step, **denominator_check(flat[0], flat[1], grads, config.betas)})
+                                    seed=1000 * seed + i)
+        # the moments as the update uses them: bias-corrected for the steps taken (AdamS's V divides m
+        # by the same 1 - beta1^t)
+        (b1, b2), t = config.betas, checkpoint.step
+        m, v = flat[0] / (1 - b1**t), flat[1] / (1 - b2**t)
+        out.append({"step": t, **denominator_check(m, v, grads, config.betas)})
     if not out:
         raise ValueError(f"denominator_trajectory: no checkpoint after the first {skip:.0%} of training")
     return out

@@ -32,7 +32,8 @@ from analysis.training.recipe import (build, check_block_fits, evaluate, lm_loss
                                       train_step, validation_batches)
 from smoothness.tracker import StepSmoothnessTracker
 
-#: the seed of the fixed training batch a tracked run measures its step finite difference on
+#: the seed of the fixed training batch a tracked run measures its step finite difference on, unless
+#: its configuration names another (``TrainConfig.track_seed``)
 TRACK_BATCH_SEED = 4242
 
 
@@ -54,7 +55,7 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
     tokens, train_seconds = 0, 0.0
     tracker = None
     if config.track_every:  # a fixed training batch of its own seed: the data order is not touched
-        fixed = sample_batch(data.train, np.random.default_rng(TRACK_BATCH_SEED), config.batch_size, config.block)
+        fixed = sample_batch(data.train, np.random.default_rng(config.track_seed), config.batch_size, config.block)
         tracker = StepSmoothnessTracker(lambda batch: lm_loss(model, *batch), fixed, config.track_every,
                                         momentum_norm=lambda: momentum_norm(optimizer), split=config.track_split)
 

@@ -148,7 +148,9 @@ def denominator_check(exp_avg: np.ndarray, exp_avg_sq: np.ndarray, grads: np.nda
     predicts :math:`E[V] = \mu^2 + \sigma^2(\beta_2 a + 1 - \beta_2)` and :math:`E[S] = \mu^2 + \sigma^2`
     per coordinate, with :math:`\mu^2` and :math:`\sigma^2` estimated without bias from the gradients
     (:math:`\bar g^2 - s^2/K` and :math:`s^2`). Over the whole model the measured
-    :math:`\sum V / \sum S` is compared with the predicted :math:`\sum E[V] / \sum E[S]`.
+    :math:`\sum V / \sum S` is compared with the predicted :math:`\sum E[V] / \sum E[S]`, and each with
+    its own prediction (``v_over_expected`` :math:`= \sum V / \sum E[V]`, ``s_over_expected``), so that
+    a momentum smaller than predicted and a second moment larger than predicted can be told apart.
 
     Per ``bins`` of :math:`\mu/\sigma`, coordinates are sorted by the estimate (:func:`snr`) from the
     first half of the gradients and predicted from the second half only, so that the noise of the
@@ -191,6 +193,7 @@ def denominator_check(exp_avg: np.ndarray, exp_avg_sq: np.ndarray, grads: np.nda
         rows.append({"snr_low": float(lo), "snr_high": float(hi), "n": int(sel.sum()),
                      "measured": float(V[sel].sum() / S[sel].sum()), "predicted": float(ev_b[sel].sum() / es_b[sel].sum())})
     return {"k": int(k), "n": int(m.size), "measured": float(V.sum() / S.sum()), "predicted": float(ev.sum() / es.sum()),
+            "v_over_expected": float(V.sum() / ev.sum()), "s_over_expected": float(S.sum() / es.sum()),
             "momentum_sq_over_second_moment": float((m**2).sum() / v.sum()),
             "predicted_momentum_sq_over_second_moment": float(
                 (ev.sum() - (1 - beta2) * es.sum()) / beta2 / es.sum()),

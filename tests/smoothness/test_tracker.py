@@ -116,3 +116,29 @@ def test_split_refuses_batches_it_cannot_cut():
         StepSmoothnessTracker(lambda b: (w * b).sum(), torch.ones(6, 2), every=1, split=4)
     with pytest.raises(TypeError, match="tensor or a tuple of tensors"):
         StepSmoothnessTracker(lambda b: (w * b).sum(), {"x": torch.ones(6, 2)}, every=1, split=3)
+
+
+def test_split_finite_difference_is_unbiased_for_the_objective_not_the_batch():
+    # per-example curvatures a_i vary, so a batch's Hessian is the objective's plus noise: over fresh
+    # batches the unbiased estimate of |H dw|^2 / |dw|^2 averages to the objective's, while the
+    # batch's own squared finite difference overstates it
+    mean_a = torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64)
+    dw = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64)
+    truth = float(((mean_a * dw) ** 2).sum() / (dw**2).sum())
+    est, batch_fd = [], []
+    for seed in range(400):
+        g = torch.Generator().manual_seed(seed)
+        a = mean_a * (0.2 + 1.6 * torch.rand(16, 3, generator=g, dtype=torch.float64))  # mean mean_a
+        x = torch.randn(16, 3, generator=g, dtype=torch.float64)
+        w = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+        loss = lambda batch: 0.5 * (batch[1] * (w - batch[0]) ** 2).sum(dim=1).mean()  # noqa: E731
+        tracker = StepSmoothnessTracker(loss, (x, a), every=1, split=4)
+        tracker.before([w])
+        with torch.no_grad():
+            w += dw
+        tracker.after([w], 0)
+        est.append(tracker.records["fd_sq_unbiased"][0])
+        batch_fd.append(tracker.records["fd_smoothness"][0] ** 2)
+    est, batch_fd = np.asarray(est), np.asarray(batch_fd)
+    assert abs(est.mean() - truth) < 4 * est.std(ddof=1) / np.sqrt(est.size), (est.mean(), truth)
+    assert batch_fd.mean() - truth > 3 * batch_fd.std(ddof=1) / np.sqrt(batch_fd.size)

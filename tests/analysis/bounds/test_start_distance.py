@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 
 from analysis.bounds import experiments as bx
-_SEPARATED = {"gd": {"ci": [0.9, 1.1]}, "clipped": {"ci": [0.1, 0.3]}, "normalized": {"ci": [0.1, 0.3]}}
+_SEPARATED = {"gd": {"ci": [3.4, 3.9]}, "clipped": {"ci": [0.8, 1.1]}, "normalized": {"ci": [0.9, 1.1]}}
 
 
 @pytest.mark.parametrize("fits, verdict", [
-    ({**_SEPARATED, "adams": {"ci": [0.1, 0.3]}}, "holds at our scale"),
-    ({**_SEPARATED, "adams": {"ci": [0.8, 1.0]}}, "does not hold"),           # grows like GD
-    ({**_SEPARATED, "adams": {"ci": [0.3, 0.7]}}, "inconclusive"),
-    ({**_SEPARATED, "gd": {"ci": [0.3, 0.9]}, "adams": {"ci": [0.1, 0.3]}}, "not testable here"),   # GD not separated
-    ({**_SEPARATED, "clipped": {"ci": [0.6, 0.9]}, "adams": {"ci": [0.1, 0.3]}}, "not testable here"),
+    ({**_SEPARATED, "adams": {"ci": [0.9, 1.1]}}, "holds at our scale"),      # grows like the distance
+    ({**_SEPARATED, "adams": {"ci": [3.0, 3.6]}}, "does not hold"),           # grows like GD
+    ({**_SEPARATED, "adams": {"ci": [1.5, 2.5]}}, "inconclusive"),
+    ({**_SEPARATED, "gd": {"ci": [1.5, 3.0]}, "adams": {"ci": [0.9, 1.1]}}, "not testable here"),   # GD not separated
+    ({**_SEPARATED, "clipped": {"ci": [2.5, 3.0]}, "adams": {"ci": [0.9, 1.1]}}, "not testable here"),
     ({**_SEPARATED, "adams": {"ci": [float("nan"), float("nan")]}}, "inconclusive"),
 ])
 def test_start_distance_verdict_returns_each_of_its_verdicts(fits, verdict):
@@ -25,7 +25,8 @@ def test_start_distance_study_separates_fixed_steps_from_bounded_steps():
     out = bx.start_distance_study(("gd", "clipped"), (2.0, 4.0, 6.0), np.logspace(-3, 0, 7), seeds=4, n_boot=50,
                                   d=4)
     gd, clipped = out["fits"]["gd"], out["fits"]["clipped"]
-    assert gd["slope"] > 0.7 and clipped["slope"] < 0.4 and gd["ci"][0] > clipped["ci"][1]
+    assert gd["slope"] > 2.5 and clipped["slope"] < 1.5 and gd["ci"][0] > clipped["ci"][1]
+    assert out["fits_grad"]["gd"]["slope"] > 0.7 and out["fits_grad"]["clipped"]["slope"] < 0.4
     assert out["grad0"] == sorted(out["grad0"]) and len(gd["T"]) == 3
     again = bx.start_distance_study(("gd",), (2.0, 4.0, 6.0), np.logspace(-3, 0, 7), seeds=4, n_boot=50, d=4)
     assert again["fits"]["gd"] == gd  # seeded: the same numbers

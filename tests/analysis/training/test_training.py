@@ -122,7 +122,7 @@ def test_an_untracked_configuration_keeps_the_key_it_had_before_tracking_existed
 
     config = TrainConfig(**TINY)
     record = json.loads(json.dumps(dataclasses.asdict(config)))
-    del record["track_every"], record["track_split"]  # the record as it was before the fields were added
+    del record["track_every"], record["track_split"], record["track_seed"]  # the record before the fields existed
     payload = json.dumps({"config": record, "version": adams.__version__, "corpus": corpus.SHA256}, sort_keys=True,
                          default=str)
     assert config.key() == hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -133,3 +133,18 @@ def test_an_untracked_configuration_keeps_the_key_it_had_before_tracking_existed
         TrainConfig(**TINY, track_split=2)
     with pytest.raises(ValueError, match="track_every"):
         TrainConfig(**TINY, track_every=-1)
+
+
+def test_denominator_trajectory_reads_adamw_moments_by_name_and_refuses_adams(tmp_path):
+    from analysis.training import experiments as ex
+
+    result = train(TrainConfig(**TINY, optimizer="adamw", save_every=6), cache_dir=tmp_path, progress=False)
+    out = ex.denominator_trajectory(result, k=8, skip=0.1)
+    assert [c["step"] for c in out] == [6, 12]
+    (b1, b2), last = result.config["betas"], torch.load(result.checkpoints[-1], weights_only=True)
+    m = torch.cat([s["exp_avg"].reshape(-1) for s in last["optimizer"]["state"].values()]).double() / (1 - b1**12)
+    v = torch.cat([s["exp_avg_sq"].reshape(-1) for s in last["optimizer"]["state"].values()]).double() / (1 - b2**12)
+    assert out[-1]["momentum_sq_over_second_moment"] == pytest.approx(float((m**2).sum() / v.sum()), rel=1e-9)
+    adams_run = train(TrainConfig(**TINY, save_every=6), cache_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="Adam or AdamW"):
+        ex.denominator_trajectory(adams_run)
