@@ -68,6 +68,7 @@ COURSE = (
     "training_smoothness",    # the probes on the training trajectories
     "bounds_vs_simulation",   # convergence bounds against simulations and the measured trajectory
     "training_distributed",   # the same model on several processes
+    "training_rl",            # post-training with a verifiable reward (GRPO)
 )
 
 

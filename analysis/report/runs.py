@@ -73,6 +73,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("ADAMS_CACHE") or REPO_ROOT / "runs" / "train")
 
 
+def cached_path(name: str, key: dict) -> Path:
+    """Where :func:`cached` stores the result for ``name`` and ``key`` (whether or not it is there yet)."""
+    check_name(name)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return cache_root() / "measurements" / f"{name}-{digest}.json"
+
+
 def cached(name: str, key: dict, compute) -> Any:
     """``compute()``, or its stored result for this ``key`` (a JSON-able dict saying what was measured).
 
@@ -81,9 +88,7 @@ def cached(name: str, key: dict, compute) -> Any:
     measurements that vary from run to run (timings), this is what lets ``make figures`` be rerun
     without changing a number; ``ADAMS_RECOMPUTE=1`` measures again.
     """
-    check_name(name)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = cache_root() / "measurements" / f"{name}-{digest}.json"
+    path = cached_path(name, key)
     if not is_fresh(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"key": key, "result": compute()}

@@ -9,7 +9,11 @@
 * :mod:`~analysis.training.distributed`: the same recipe on several processes (DDP, FSDP2);
 * :mod:`~analysis.training.sweep`: learning-rate sweeps that bracket each optimizer's optimum;
 * :mod:`~analysis.training.experiments`: the experiments of the training notebooks (configurations,
-  seeds, statistics). A new training experiment goes here, its figure in a notebook.
+  seeds, statistics). A new training experiment goes here, its figure in a notebook;
+* :mod:`~analysis.training.noise`: gradient noise per coordinate, the momentum against the noise
+  model, and AdamS's denominator built from an AdamW run's own state;
+* :mod:`~analysis.training.rl`: post-training with a verifiable reward (addition, GRPO), its runs,
+  sweeps and rules.
 
 Determinism for a seed: initialization from a forked torch RNG seeded with ``seed``, batches from
 ``np.random.default_rng(data_seed)`` (``seed`` when ``data_seed`` is None); reruns on the same machine
