@@ -24,6 +24,7 @@ optimizer entry (``state``, ``param_groups``, a buffer that is not a tensor) is 
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -192,13 +193,87 @@ def _check_momentum(where: str, momentum: Mapping[str, Any], model: torch.nn.Mod
         _check_finite(where, "momentum", name, buffer)
 
 
+#: the files of a Hugging Face ``Trainer`` checkpoint folder that the probes read
+HF_WEIGHTS, HF_INDEX, HF_BIN = "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"
+HF_OPTIMIZER, HF_TRAINER_STATE = "optimizer.pt", "trainer_state.json"
+
+
+def weights_file(path: str | os.PathLike) -> Path:
+    """The file that identifies a checkpoint: the file itself, or a Hugging Face folder's weights
+    (``model.safetensors``, its sharded index, or ``pytorch_model.bin``)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in (HF_WEIGHTS, HF_INDEX, HF_BIN):
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(f"{path}: a folder without {HF_WEIGHTS}, {HF_INDEX} or {HF_BIN}: not a Hugging Face "
+                          "checkpoint folder (give a checkpoint file, or the folder the Trainer wrote)")
+
+
+def _read_hf_folder(path: Path, model: torch.nn.Module) -> tuple[dict, dict | None, int | None]:
+    """Weights, momentum (from ``optimizer.pt``, if present) and step (``trainer_state.json``'s
+    ``global_step``, if present) of a Hugging Face checkpoint folder."""
+    weights = weights_file(path)
+    if weights.name == HF_INDEX:
+        try:
+            index = json.loads(weights.read_text(encoding="utf-8"))
+            shards = sorted(set(index["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise CheckpointError(f"{weights}: not a safetensors index with a 'weight_map' ({err})") from None
+        state: dict = {}
+        for shard in shards:
+            if not (path / shard).is_file():
+                raise CheckpointError(f"{weights}: lists the shard {shard}, which is not in {path}")
+            state.update(_read_safetensors(path / shard)[0])
+    elif weights.name == HF_WEIGHTS:
+        state = _read_safetensors(weights)[0]
+    else:
+        state = _read_torch(weights)
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"{weights}: expected a state_dict, got {type(state).__name__}")
+    step = None
+    if (path / HF_TRAINER_STATE).is_file():
+        try:
+            step = json.loads((path / HF_TRAINER_STATE).read_text(encoding="utf-8")).get("global_step")
+        except ValueError as err:
+            raise CheckpointError(f"{path / HF_TRAINER_STATE}: not JSON ({err})") from None
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise CheckpointError(f"{path / HF_TRAINER_STATE}: 'global_step' must be an integer, got {step!r}")
+    momentum = None
+    if (path / HF_OPTIMIZER).is_file():
+        momentum = momentum_by_name(_read_torch(path / HF_OPTIMIZER), model, path / HF_OPTIMIZER)
+    return dict(state), momentum, step
+
+
+def _restore_tied(state: dict, model: torch.nn.Module) -> dict:
+    """Entries the file leaves out because the model ties them to another (an output layer sharing the
+    input embedding, which safetensors stores once), filled in from the entry they share storage with."""
+    expected = model.state_dict()
+    by_storage: dict[tuple, list[str]] = {}
+    for name, t in expected.items():
+        if t.numel():
+            by_storage.setdefault((t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), []).append(name)
+    out = dict(state)
+    for names in by_storage.values():
+        present = [n for n in names if n in out]
+        for name in names:
+            if name not in out and present:
+                out[name] = out[present[0]]
+    return out
+
+
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module) -> Checkpoint:
-    """Read and validate one checkpoint against ``model`` (which is not modified)."""
+    """Read and validate one checkpoint against ``model`` (which is not modified): a ``torch.save``
+    file, a ``.safetensors`` file, or a Hugging Face ``Trainer`` checkpoint folder (weights, with
+    tied entries restored through the model; momentum from ``optimizer.pt``; the step from
+    ``trainer_state.json``)."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+        state, momentum, step = _read_hf_folder(path, model)
+        return _validated(path, _restore_tied(_strip(state), model), momentum, step, {}, model)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
+        raise CheckpointError(f"{path}: no such file or folder")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
     momentum, step, meta = None, None, {}
@@ -222,7 +297,11 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module) -> Checkpoi
                     and isinstance(v, (int, float, str, bool))}
         else:
             state = content
-    state = _strip(state)
+    return _validated(path, _restore_tied(_strip(state), model), momentum, step, meta, model)
+
+
+def _validated(path: Path, state: dict, momentum, step, meta: dict, model: torch.nn.Module) -> Checkpoint:
+    """The checkpoint, once its weights fit ``model`` key by key, shape by shape, and are finite."""
     expected = model.state_dict()
     missing, unexpected = set(expected) - set(state), set(state) - set(expected)
     if missing or unexpected:

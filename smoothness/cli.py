@@ -4,8 +4,14 @@
     python -m smoothness fit results.csv
     python -m smoothness plot results.csv --out smoothness.png
 
-``--model`` names a function returning the ``torch.nn.Module`` the checkpoints belong to;
-``--data`` a function returning the evaluation batch or a list of batches (or the batch itself);
+``--model`` names a function returning the ``torch.nn.Module`` the checkpoints belong to, or is a
+Hugging Face ``config.json`` (or a checkpoint folder holding one): the model is then built with
+``AutoModelForCausalLM.from_config``, nothing downloaded (the ``hf`` extra). ``--data`` names a
+function returning the evaluation batch or a list of batches (or the batch itself), or is a token
+file (``.npy``, or a nanoGPT ``.bin`` of uint16 ids) from which ``--batch-size`` sequences of
+``--block`` + 1 tokens are read at seeded offsets as ``(inputs, targets)``. Checkpoints are
+``torch.save`` or ``.safetensors`` files, or the folders a Hugging Face ``Trainer`` writes; they are
+probed in the order of their stored steps (or, without steps, of the numbers in their names).
 ``--loss`` (optional) a function ``loss(model, batch) -> scalar``. The default loss is cross
 entropy for a batch ``(inputs, targets)``: ``cross_entropy(model(inputs), targets)``, flattening
 sequence dimensions. Each reference is ``package.module:name`` or ``path/to/file.py:name``.
@@ -28,7 +34,7 @@ from smoothness.objective import cross_entropy_loss
 from smoothness.probes import GLOBAL, interior_gammas
 from smoothness.trajectory import check_output_path, probe_trajectory, read_table
 
-__all__ = ["main", "resolve"]
+__all__ = ["main", "resolve", "hf_model_factory", "token_batch"]
 
 
 def resolve(reference: str) -> Any:
@@ -57,11 +63,62 @@ def resolve(reference: str) -> Any:
     return getattr(module, attr)
 
 
+def hf_model_factory(config: str | Path):
+    """A factory building the Hugging Face causal language model that ``config`` (a ``config.json``
+    or a folder holding one) describes, with ``AutoModelForCausalLM.from_config`` (no download)."""
+    path = Path(config)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{config}: no config.json there")
+    try:
+        import transformers
+    except ImportError:
+        raise ValueError("a Hugging Face config as --model needs transformers: pip install adams-lab[hf]") from None
+    hf_config = transformers.AutoConfig.from_pretrained(str(folder))
+    return lambda: transformers.AutoModelForCausalLM.from_config(hf_config)
+
+
+def token_batch(path: str | Path, *, batch_size: int, block: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` sequences of ``block`` + 1 consecutive tokens from a token file (``.npy``, or a
+    nanoGPT ``.bin`` of uint16 ids) at offsets drawn from ``seed``: ``(inputs, targets)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such token file")
+    if path.suffix == ".npy":
+        tokens = np.load(path, mmap_mode="r", allow_pickle=False)
+    elif path.suffix == ".bin":
+        tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    else:
+        raise ValueError(f"{path}: a token file is .npy or .bin (uint16 ids, as nanoGPT writes them)")
+    if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(f"{path}: expected a flat array of integer token ids, got {tokens.dtype} of shape {tokens.shape}")
+    if batch_size < 1 or block < 1 or tokens.size < block + 2:
+        raise ValueError(f"{path}: {tokens.size} tokens cannot give sequences of {block} + 1 (batch size {batch_size})")
+    starts = np.random.default_rng(seed).integers(0, tokens.size - block - 1, batch_size)
+    seq = torch.from_numpy(np.stack([np.asarray(tokens[s:s + block + 1], dtype=np.int64) for s in starts]))
+    return seq[:, :-1], seq[:, 1:]
+
+
+def _model_factory(reference: str):
+    path = Path(reference)
+    if path.name == "config.json" or (path.is_dir() and (path / "config.json").is_file()):
+        return hf_model_factory(path)
+    return resolve(reference)
+
+
+def _batches(args):
+    if Path(args.data).suffix in (".npy", ".bin") and ":" not in args.data:
+        if args.batch_size is None or args.block is None:
+            raise ValueError("a token file as --data needs --batch-size and --block")
+        return token_batch(args.data, batch_size=args.batch_size, block=args.block, seed=args.seed)
+    data = resolve(args.data)
+    return data() if callable(data) else data
+
+
 def _probe(args) -> int:
     check_output_path(args.out, "probe table (--out)")
-    model_factory = resolve(args.model)
-    data = resolve(args.data)
-    batches = data() if callable(data) else data
+    model_factory = _model_factory(args.model)
+    batches = _batches(args)
     loss_fn = resolve(args.loss) if args.loss else cross_entropy_loss
     gammas = tuple(args.gamma) if args.gamma else interior_gammas(args.n_gamma)
     table = probe_trajectory(
@@ -150,9 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m smoothness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("probe", help="probe checkpoints into a CSV table (resumable)")
-    p.add_argument("checkpoints", nargs="+", help="torch.save or .safetensors files, in trajectory order")
-    p.add_argument("--model", required=True, help="pkg.module:factory returning the model")
-    p.add_argument("--data", required=True, help="pkg.module:batches returning the evaluation batch(es)")
+    p.add_argument("checkpoints", nargs="+", help="torch.save or .safetensors files, or Hugging Face Trainer checkpoint "
+                                                  "folders (probed in the order of their stored steps)")
+    p.add_argument("--model", required=True, help="pkg.module:factory returning the model, or a Hugging Face "
+                                                  "config.json (or a checkpoint folder holding one)")
+    p.add_argument("--data", required=True, help="pkg.module:batches returning the evaluation batch(es), or a token "
+                                                 "file (.npy, or nanoGPT .bin of uint16) with --batch-size and --block")
+    p.add_argument("--batch-size", type=int, help="sequences read from a token file --data")
+    p.add_argument("--block", type=int, help="tokens per sequence read from a token file --data")
     p.add_argument("--loss", help="pkg.module:loss_fn(model, batch); default: cross entropy on (inputs, targets)")
     p.add_argument("--out", required=True, type=Path, help="CSV to write (rerunning skips rows it has)")
     p.add_argument("--n-gamma", type=int, default=3, help="interior points 1/(n+1)..n/(n+1) (default 3)")

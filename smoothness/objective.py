@@ -36,9 +36,11 @@ MODES = ("train", "eval")
 
 
 def cross_entropy_loss(model: torch.nn.Module, batch) -> torch.Tensor:
-    """The default loss: cross entropy of ``model(inputs)`` against integer ``targets``."""
+    """The default loss: cross entropy of ``model(inputs)`` against integer ``targets``; a model
+    output with a ``.logits`` attribute (a Hugging Face model's) contributes its logits."""
     inputs, targets = batch
     logits = model(inputs)
+    logits = getattr(logits, "logits", logits)
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 def _cast(batch: Any, dtype: torch.dtype) -> Any:

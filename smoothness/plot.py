@@ -70,8 +70,14 @@ def plot_table(table: pd.DataFrame, *, measure: str = "fd_smoothness", block: st
         raise ValueError(f"measure must be one of {sorted(MEASURES)}, got {measure!r}")
     rows = table[table["block"] == block]
     if rows.empty:
-        raise ValueError(f"no rows for block {block!r}; blocks in the table: {sorted(table['block'].unique())[:8]}")
+        names = sorted(table["block"].unique())
+        raise ValueError(f"no rows for block {block!r}; the table's {len(names)} blocks: {', '.join(map(str, names))}")
     L = rows[measure].to_numpy(float)
+    if not np.isfinite(L).any():
+        hint = {"hessian_norm": " (block rows carry it only when probed with --block-hessian)",
+                "curvature": " (block rows carry it only when probed with --block-curvature)"}.get(measure, "")
+        raise ValueError(f"block {block!r} has no finite {measure!r} to plot{hint}; "
+                         f"measures with values there: {[m for m in MEASURES if np.isfinite(rows[m].to_numpy(float)).any()]}")
     steps = rows["step"].to_numpy(float) if "step" in rows and rows["step"].notna().all() else np.arange(len(rows), dtype=float)
     momentum = rows["momentum_norm"].to_numpy(float) if "momentum_norm" in rows else np.full(len(rows), np.nan)
     panels = [("grad_norm", "gradient norm |grad f(w_t)|")]
@@ -82,6 +88,7 @@ def plot_table(table: pd.DataFrame, *, measure: str = "fd_smoothness", block: st
     for ax, (column, xlabel) in zip(axes[0], panels):
         dots = _panel(ax, rows[column].to_numpy(float), L, steps, xlabel, MEASURES[measure], quantile, seed, norm) or dots
     if dots is not None:
-        fig.colorbar(dots, ax=axes[0].tolist(), label="training step" if "step" in rows else "checkpoint index")
+        has_steps = "step" in rows and rows["step"].notna().all()
+        fig.colorbar(dots, ax=axes[0].tolist(), label="training step" if has_steps else "checkpoint index")
     fig.suptitle(title or f"{MEASURES[measure]} along the trajectory (block: {block})")
     return fig

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import os
+import re
 import stat
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -37,7 +40,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from smoothness.checkpoints import load_checkpoint
+from smoothness.checkpoints import load_checkpoint, weights_file
 from smoothness.objective import Objective
 from smoothness.probes import interior_gammas, probe_point
 
@@ -59,10 +62,38 @@ class TableLockedError(TableError):
 
 
 def file_identity(path: str | os.PathLike) -> dict[str, Any]:
-    """The resolved absolute path, size and mtime (ns) of a file: equal for every path to the same file."""
+    """The resolved absolute path, size and mtime (ns) of a checkpoint (of its weights file, for a
+    Hugging Face folder): equal for every path to the same checkpoint."""
     resolved = Path(path).resolve()
-    stat = resolved.stat()
+    stat = weights_file(resolved).stat()
     return {"resolved": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _path_number(path: Path) -> int | None:
+    """The last run of digits in a checkpoint's name (``checkpoint-120`` -> 120), None if it has none."""
+    found = re.findall(r"\d+", path.name)
+    return int(found[-1]) if found else None
+
+
+def trajectory_order(loaded: list, paths: Sequence[Path]) -> list[int]:
+    """The order in which to probe ``loaded`` checkpoints (each with a ``step`` attribute): by stored
+    step when every checkpoint stores one; otherwise by the number in each path, numerically (with a
+    warning), never by the order the paths came in (a shell glob puts ``checkpoint-100`` before
+    ``checkpoint-20``); in the given order, with a warning, only if some path has no number."""
+    steps = [c.step for c in loaded]
+    if all(s is not None for s in steps):
+        if len(set(steps)) != len(steps):
+            warnings.warn("two checkpoints store the same step; they are kept in the order given", stacklevel=3)
+        return sorted(range(len(loaded)), key=lambda i: steps[i])
+    numbers = [_path_number(Path(p)) for p in paths]
+    if all(n is not None for n in numbers) and len(set(numbers)) == len(numbers):
+        warnings.warn("some checkpoints store no training step: ordered by the number in each path "
+                      f"({', '.join(str(n) for n in sorted(numbers))}), which the table records as the step",
+                      stacklevel=3)
+        return sorted(range(len(loaded)), key=lambda i: numbers[i])
+    warnings.warn("some checkpoints store no training step and their paths carry no distinct numbers: probed in "
+                  "the order given, which the table cannot check", stacklevel=3)
+    return list(range(len(loaded)))
 
 
 def check_output_path(path: str | os.PathLike, what: str = "output file") -> Path:
@@ -236,6 +267,9 @@ def probe_trajectory(
     progress: bool | None = None, hvp_engine: str = "jvp",
 ) -> pd.DataFrame:
     """Probe every checkpoint; see the module docstring. ``batches`` is one batch or a list of them."""
+    if isinstance(model_factory, torch.nn.Module):
+        raise TypeError("probe_trajectory takes a factory that builds the model, not the model: pass "
+                        "lambda: MyModel(...) (each checkpoint is loaded into a fresh copy)")
     paths = [Path(p) for p in checkpoints]
     if not paths:
         raise ValueError("no checkpoints given")
@@ -246,8 +280,11 @@ def probe_trajectory(
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model_factory must return a torch.nn.Module, got {type(model).__name__}")
     loaded = [(load_checkpoint(p, model), file_identity(p)) for p in paths]  # validate all before probing any
-    if all(c.step is not None for c, _ in loaded):
-        loaded.sort(key=lambda item: item[0].step)
+    order = trajectory_order([c for c, _ in loaded], paths)
+    if not all(c.step is not None for c, _ in loaded) and all(_path_number(p) is not None for p in paths):
+        loaded = [(dataclasses.replace(c, step=_path_number(p)) if c.step is None else c, ident)
+                  for (c, ident), p in zip(loaded, paths)]
+    loaded = [loaded[i] for i in order]
     objective = Objective(model, loss_fn, batches, mode=mode, dtype=dtype, seed=seed)
     settings = {**{k: v for k, v in objective.describe().items() if k in SETTINGS},
                 "gammas": json.dumps([round(g, 12) for g in gammas]), "tol": tol, "blocks": blocks or "none"}

@@ -410,8 +410,8 @@ def test_garbage_in_a_checkpoint_file_is_a_checkpoint_error(tmp_path, content):
         smoothness.load_checkpoint(path, torch.nn.Linear(2, 1))
 
 
-def test_a_folder_given_as_a_checkpoint_is_named_as_a_folder(tmp_path):
-    with pytest.raises(smoothness.CheckpointError, match="is a folder, not a checkpoint file"):
+def test_a_folder_that_is_not_a_hugging_face_checkpoint_says_what_it_lacks(tmp_path):
+    with pytest.raises(smoothness.CheckpointError, match="a folder without model.safetensors"):
         smoothness.load_checkpoint(tmp_path, torch.nn.Linear(2, 1))
 
 
