@@ -58,6 +58,8 @@ _INDEX = {c: i for i, c in enumerate(VOCAB)}
 NEWLINE = _INDEX["\n"]
 #: the longest answer the model may write: four digits (999 + 999) and the newline
 MAX_ANSWER = DIGITS + 2
+#: the held-out evaluation sets (:func:`evaluation_pairs`): disjoint sets of held-out pairs
+EVAL_SETS = {"test": 2, "validation": 3}
 
 
 def encode(text: str) -> list[int]:
@@ -147,6 +149,8 @@ def sample_answers(model: torch.nn.Module, prompt: torch.Tensor, generator: torc
                    temperature: float = 1.0) -> torch.Tensor:
     """:data:`MAX_ANSWER` characters per prompt row, sampled one at a time (batched over rows) from
     ``generator``; rows keep being sampled after their newline (those characters are masked later)."""
+    if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+        raise ValueError("sample_answers: the model has dropout, which would draw from the global RNG")
     seq = prompt
     for _ in range(MAX_ANSWER):
         logits = model(seq)[:, -1].float() / temperature
@@ -168,6 +172,22 @@ def greedy_success(model: torch.nn.Module, pairs: Sequence[tuple[int, int]]) -> 
         model.train(was)
     answers = seq[:, TASK.prompt_len:]
     return float(np.mean([reward(a, b, row.tolist()) for (a, b), row in zip(pairs, answers)]))
+
+
+def evaluation_pairs(seed: int, eval_set: str, n: int) -> list[tuple[int, int]]:
+    """``n`` held-out pairs of ``eval_set``: "test" draws them from the stream ``[seed, 2]``;
+    "validation" from ``[seed, 3]``, leaving out every pair of the test set of the same size, so that
+    the two sets are disjoint."""
+    if eval_set not in EVAL_SETS:
+        raise ValueError(f"eval_set must be one of {sorted(EVAL_SETS)}, got {eval_set!r}")
+    test = prompts(np.random.default_rng([seed, EVAL_SETS["test"]]), n, held_out=True)
+    if eval_set == "test":
+        return test
+    taken, out = set(test), []
+    rng = np.random.default_rng([seed, EVAL_SETS["validation"]])
+    while len(out) < n:
+        out.extend(p for p in prompts(rng, n - len(out), held_out=True) if p not in taken)
+    return out
 
 
 def group_advantages(rewards: torch.Tensor, group: int) -> torch.Tensor:
@@ -201,7 +221,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     objective = ((per_char * mask).sum(dim=1) / lengths).mean()
     with torch.no_grad():
         stats = {"kl": float(((kl_term * mask).sum(dim=1) / lengths).mean()),
-                 "clipped": float((((ratio - 1).abs() > clip).float() * mask).sum() / mask.sum().clamp_min(1.0))}
+                 "clipped": float(((ratio.clamp(1 - clip, 1 + clip) * adv < ratio * adv).float() * mask).sum()
+                                  / mask.sum().clamp_min(1.0))}
     return -objective, stats
 
 
@@ -229,16 +250,16 @@ class PretrainConfig:
     eval_prompts: int = 512
 
     def key(self) -> dict:
-        return {"pretrain": dataclasses.asdict(self), "vocab": VOCAB, "digits": DIGITS}
+        return {"pretrain": dataclasses.asdict(self), "vocab": VOCAB, "digits": DIGITS, "version": adams.__version__}
 
 
 def pretrain(config: PretrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
-    """Train from scratch; returns the model's state dict and a record (loss and held-out greedy
-    success every 100 steps)."""
+    """Train from scratch; returns the model's state dict and a record (loss, and greedy success on
+    the validation pairs, every 100 steps: the test pairs are left for the comparison)."""
     model = _model(config.seed, config.width, config.layers, config.heads)
     opt = adams.make_optimizer("adamw", model, lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
     rng = np.random.default_rng([config.seed, 1])
-    eval_pairs = prompts(np.random.default_rng([config.seed, 2]), config.eval_prompts, held_out=True)
+    eval_pairs = evaluation_pairs(config.seed, "validation", config.eval_prompts)
     record = {"step": [], "loss": [], "success": []}
     for step in range(config.steps + 1):
         if step % 100 == 0 or step == config.steps:
@@ -280,6 +301,9 @@ class RLConfig:
     grad_clip: float = 1.0
     eval_every: int = 10
     eval_prompts: int = 512
+    #: which held-out pairs score the run: "test" (the comparison's) or "validation" (a disjoint draw,
+    #: for the learning-rate sweeps, so that no rate is chosen on the pairs that judge the rows)
+    eval_set: str = "test"
 
     def __post_init__(self):
         if self.optimizer not in adams.OPTIMIZERS:
@@ -291,6 +315,8 @@ class RLConfig:
                 raise ValueError(f"RLConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
         if not isinstance(self.group, int) or self.group < 2:
             raise ValueError(f"RLConfig.group must be an int >= 2 (advantages compare samples), got {self.group!r}")
+        if self.eval_set not in EVAL_SETS:
+            raise ValueError(f"RLConfig.eval_set must be one of {sorted(EVAL_SETS)}, got {self.eval_set!r}")
 
     def key(self) -> dict:
         return dataclasses.asdict(self)
@@ -314,11 +340,10 @@ def rl_run(config: RLConfig, init_state: dict[str, torch.Tensor], pre: PretrainC
     reference.load_state_dict(init_state)
     reference.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    extra = {"weight_decay": 0.0} if config.optimizer != "sgdm" else {"weight_decay": 0.0}
-    opt = adams.make_optimizer(config.optimizer, model, lr=config.lr, betas=config.betas, **extra)
+    opt = adams.make_optimizer(config.optimizer, model, lr=config.lr, betas=config.betas, weight_decay=0.0)
     rng = np.random.default_rng([config.seed, 10])
     gen = torch.Generator().manual_seed(config.seed)
-    eval_pairs = prompts(np.random.default_rng([pre.seed, 2]), config.eval_prompts, held_out=True)
+    eval_pairs = evaluation_pairs(pre.seed, config.eval_set, config.eval_prompts)
     out = {k: [] for k in ("eval_step", "success", "reward", "kl", "grad_norm", "clipped")}
     out["diverged"] = False
     start = time.perf_counter()
@@ -352,8 +377,11 @@ def rl_run(config: RLConfig, init_state: dict[str, torch.Tensor], pre: PretrainC
             if inner == 0:
                 first = (norm, stats)
         if out["diverged"]:
-            out["success"].append(float("nan"))
-            out["eval_step"].append(step)
+            if out["eval_step"][-1] != step:
+                out["eval_step"].append(step)
+                out["success"].append(float("nan"))
+            else:
+                out["success"][-1] = float("nan")
             break
         out["reward"].append(float(rewards.mean()))
         out["grad_norm"].append(first[0])
@@ -386,12 +414,13 @@ def pretrain_config(quick: bool) -> PretrainConfig:
     return PretrainConfig(steps=300, eval_prompts=128) if quick else PretrainConfig(steps=1200)
 
 
-def rl_config(quick: bool, setup: str, lr: float, seed: int) -> RLConfig:
+def rl_config(quick: bool, setup: str, lr: float, seed: int, eval_set: str = "test") -> RLConfig:
     name, betas = SETUPS[setup]
     if quick:
         return RLConfig(optimizer=name, lr=lr, betas=betas, seed=seed, steps=12, prompts=4, group=4, inner=2,
-                        eval_every=4, eval_prompts=64)
-    return RLConfig(optimizer=name, lr=lr, betas=betas, seed=seed, steps=200, eval_every=20, eval_prompts=512)
+                        eval_every=4, eval_prompts=64, eval_set=eval_set)
+    return RLConfig(optimizer=name, lr=lr, betas=betas, seed=seed, steps=200, eval_every=20, eval_prompts=512,
+                    eval_set=eval_set)
 
 
 def sweep_seeds(quick: bool) -> tuple[int, ...]:
@@ -416,7 +445,9 @@ def pretrained(pre: PretrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
 
     digest = hashlib.sha256(json.dumps(pre.key(), sort_keys=True).encode()).hexdigest()[:16]
     weights, record_path = _cache_dir() / f"pretrain-{digest}.pt", _cache_dir() / f"pretrain-{digest}.json"
-    if not (weights.is_file() and record_path.is_file()):
+    from analysis.report import is_fresh
+
+    if not (is_fresh(weights) and is_fresh(record_path)):
         state, record = pretrain(pre)
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -427,7 +458,15 @@ def pretrained(pre: PretrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
     stored = json.loads(record_path.read_text(encoding="utf-8"))
     if stored["key"] != pre.key():
         raise RuntimeError(f"{record_path} records another pre-training configuration than the one asked for")
-    return state, stored["record"]
+    return state, {**stored["record"], "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+
+
+def start_success(pre: PretrainConfig, eval_prompts: int = 512) -> float:
+    """Greedy success of the pre-trained model (no RL) on the comparison's test pairs."""
+    state, _ = pretrained(pre)
+    model = _model(0, pre.width, pre.layers, pre.heads)
+    model.load_state_dict(state)
+    return greedy_success(model, evaluation_pairs(pre.seed, "test", eval_prompts))
 
 
 def cached_run(config: RLConfig, pre: PretrainConfig) -> dict:
@@ -443,7 +482,9 @@ def cached_run(config: RLConfig, pre: PretrainConfig) -> dict:
 
 
 def _run_key(config: RLConfig, pre: PretrainConfig) -> dict:
-    return {"rl": config.key(), **pre.key(), "version": adams.__version__}
+    """A run is identified by its configuration and by the exact pre-trained weights it starts from,
+    so that runs from regenerated weights are never mixed with runs from the old ones."""
+    return {"rl": config.key(), **pre.key(), "start": pretrained(pre)[1]["weights_sha256"]}
 
 
 def _is_cached(config: RLConfig, pre: PretrainConfig) -> bool:
@@ -516,20 +557,22 @@ def final_success(record: dict) -> float:
 def sweep(quick: bool, pre: PretrainConfig, setups: Sequence[str] = tuple(SETUPS), max_extensions: int = 2,
           workers: int = 2) -> dict[str, dict]:
     """Each setup's learning-rate sweep: four rates a factor 3 apart around its centre, scored by the
-    mean final success over :func:`sweep_seeds` (a rate with a diverged seed scores below every
-    finite one); while the best rate is at an end of the grid, the grid grows by one rate on that
-    side (at most ``max_extensions`` times). Returns per setup the rates, their scores, the best rate
-    and whether it is bracketed."""
+    mean final success over :func:`sweep_seeds` on the validation pairs (a rate with a diverged seed
+    scores below every finite one); while the best rate is at an end of the grid, the grid grows by
+    one rate on that side (at most ``max_extensions`` times). Returns per setup the rates, their
+    scores, the best rate, whether it is bracketed, and each rate's :func:`instability` signals."""
     grids = {s: [SWEEP_CENTERS[s] * SWEEP_FACTOR**k for k in (-1, 0, 1, 2)] for s in setups}
     scores: dict[str, dict[float, float]] = {s: {} for s in setups}
+    signals: dict[str, dict[float, list]] = {s: {} for s in setups}
     for _ in range(max_extensions + 1):
         todo = [(s, lr) for s in setups for lr in grids[s] if lr not in scores[s]]
-        configs = [rl_config(quick, s, lr, seed) for s, lr in todo for seed in sweep_seeds(quick)]
+        configs = [rl_config(quick, s, lr, seed, "validation") for s, lr in todo for seed in sweep_seeds(quick)]
         records = run_all(configs, pre, workers=workers)
         n = len(sweep_seeds(quick))
         for i, (s, lr) in enumerate(todo):
             finals = [final_success(r) for r in records[i * n:(i + 1) * n]]
             scores[s][lr] = float(np.mean(finals)) if all(np.isfinite(finals)) else -math.inf
+            signals[s][lr] = [instability(r) for r in records[i * n:(i + 1) * n]]
         grew = False
         for s in setups:
             lrs = sorted(grids[s])
@@ -547,7 +590,7 @@ def sweep(quick: bool, pre: PretrainConfig, setups: Sequence[str] = tuple(SETUPS
         lrs = sorted(scores[s])
         best = max(lrs, key=lambda lr: scores[s][lr])
         out[s] = {"lrs": lrs, "scores": [scores[s][lr] for lr in lrs], "best": best,
-                  "bracketed": lrs[0] < best < lrs[-1]}
+                  "bracketed": lrs[0] < best < lrs[-1], "instability": [signals[s][lr] for lr in lrs]}
     return out
 
 
@@ -585,6 +628,27 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict:
     return {"mean": float(d.mean()), "se": se, "ci": [float(d.mean() - half), float(d.mean() + half)], "n": int(d.size)}
 
 
+def power_check(start: float, adamw_final: Sequence[float], margin: float = MARGIN) -> dict:
+    """Can the task tell an optimizer that learns from one that does not? The pre-trained model
+    without any update (its held-out success ``start``, the same for every seed) must fall short of
+    AdamW by more than the margin (:func:`analysis.report.claims.inferiority_verdict` on AdamW minus
+    it). If not, a rule with this margin would pass an optimizer that did nothing, and rows 80-82
+    are "not testable here".
+
+    >>> power_check(0.28, [0.50, 0.52, 0.51])["testable"], power_check(0.28, [0.33, 0.34, 0.32])["testable"]
+    (True, False)
+    """
+    from analysis.report.claims import inferiority_verdict
+
+    d = paired_difference(adamw_final, [start] * len(adamw_final))
+    return {**d, "margin": margin, "testable": inferiority_verdict(d["ci"], margin) == "holds at our scale"}
+
+
+def gated(verdict: str, power: dict) -> str:
+    """``verdict``, or "not testable here" when :func:`power_check` says the task cannot separate."""
+    return verdict if power["testable"] else "not testable here"
+
+
 def parity_verdict(adams_final: Sequence[float], adamw_final: Sequence[float], margin: float = MARGIN) -> dict:
     """"AdamS matches AdamW": the interval of AdamS minus AdamW (success, paired by seed) inside
     [-margin, margin] holds; wholly outside does not; else inconclusive.
@@ -601,7 +665,7 @@ def parity_verdict(adams_final: Sequence[float], adamw_final: Sequence[float], m
 
 
 def beta2_verdict(at_095: Sequence[float], at_0999: Sequence[float], margin: float = MARGIN) -> dict:
-    """"beta2 = 0.95 rather than 0.999 for AdamS": 0.95 is no worse than 0.999 by more than the margin
+    """"beta2 = 0.95 is no worse than 0.999 for AdamS": 0.95 is no worse than 0.999 by more than the margin
     (success of 0.999 minus 0.95, paired by seed, has its interval below the margin); does not hold if
     the interval lies above it; else inconclusive.
 

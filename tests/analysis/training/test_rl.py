@@ -138,9 +138,44 @@ def test_a_diverged_run_counts_as_zero_success():
 def test_the_sweep_extends_a_grid_whose_best_rate_sits_at_an_end(monkeypatch):
     # made-up runs whose final success peaks at lr = 1e-4: a grid centred far below must grow upwards
     def fake_run_all(configs, pre, workers=2):
-        return [{"diverged": False, "success": [1.0 - abs(math.log10(c.lr) + 4.0)] * 3} for c in configs]
+        return [{"diverged": False, "success": [1.0 - abs(math.log10(c.lr) + 4.0)] * 3, "grad_norm": [1.0] * 3,
+                 "kl": [0.1] * 3} for c in configs]
 
     monkeypatch.setattr(rl, "run_all", fake_run_all)
     monkeypatch.setitem(rl.SWEEP_CENTERS, "adamw-0.95", 1e-5)
     out = rl.sweep(False, rl.PretrainConfig(), setups=("adamw-0.95",), max_extensions=3)["adamw-0.95"]
     assert out["bracketed"] and out["best"] == pytest.approx(1e-5 * 9) and len(out["lrs"]) == 5  # one rate added above
+
+
+def test_the_power_check_gates_every_row():
+    learned = [0.50, 0.52, 0.51]
+    assert rl.power_check(0.28, learned)["testable"]
+    weak = rl.power_check(0.28, [0.33, 0.34, 0.32])   # RL gains about the margin: an inert optimizer would pass
+    assert not weak["testable"]
+    assert rl.gated("holds at our scale", weak) == "not testable here"
+    assert rl.gated("does not hold", rl.power_check(0.28, learned)) == "does not hold"
+
+
+def test_answer_logprobs_are_the_sampling_distribution_character_by_character():
+    pre = rl.PretrainConfig(width=16, layers=1, heads=2, seed=5)
+    model = rl._model(pre.seed, pre.width, pre.layers, pre.heads)
+    prompt = rl.TASK.prompt_ids([(1, 2), (300, 45), (999, 1)])
+    answers = rl.sample_answers(model, prompt, torch.Generator().manual_seed(0))
+    seq, expected = prompt, []
+    with torch.no_grad():
+        for t in range(answers.shape[1]):  # the distribution each character was drawn from
+            logp = torch.log_softmax(model(seq)[:, -1].float(), dim=-1)
+            expected.append(logp.gather(1, answers[:, t:t + 1]).squeeze(1))
+            seq = torch.cat([seq, answers[:, t:t + 1]], dim=1)
+        got = rl.answer_logprobs(model, prompt, answers)
+    assert torch.allclose(got, torch.stack(expected, dim=1), atol=1e-6)
+    again = rl.sample_answers(model, prompt, torch.Generator().manual_seed(0))
+    assert torch.equal(answers, again)  # seeded
+
+
+def test_a_sweep_run_and_a_comparison_run_read_disjoint_held_out_pairs():
+    test, validation = rl.evaluation_pairs(0, "test", 512), rl.evaluation_pairs(0, "validation", 512)
+    assert len(validation) == 512 and not set(test) & set(validation)
+    assert rl.rl_config(False, "adams-0.95", 1e-5, 100, "validation").eval_set == "validation"
+    with pytest.raises(ValueError, match="eval_set"):
+        rl.RLConfig(eval_set="train")
