@@ -32,7 +32,7 @@ import torch
 from smoothness.frontier import MIN_BOOT, frontier, frontier_band, trend_line
 from smoothness.objective import cross_entropy_loss
 from smoothness.probes import GLOBAL, interior_gammas
-from smoothness.trajectory import check_output_path, probe_trajectory, read_table
+from smoothness.trajectory import check_output_path, columns_help, probe_trajectory, read_table
 
 __all__ = ["main", "resolve", "hf_model_factory", "token_batch"]
 
@@ -206,7 +206,9 @@ def _plot(args) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m smoothness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("probe", help="probe checkpoints into a CSV table (resumable)")
+    p = sub.add_parser("probe", help="probe checkpoints into a CSV table (resumable)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="columns of the table (one row per checkpoint and block):\n" + columns_help())
     p.add_argument("checkpoints", nargs="+", help="torch.save or .safetensors files, or Hugging Face Trainer checkpoint "
                                                   "folders (probed in the order of their stored steps)")
     p.add_argument("--model", required=True, help="pkg.module:factory returning the model, or a Hugging Face "

@@ -45,11 +45,58 @@ from smoothness.objective import Objective
 from smoothness.probes import interior_gammas, probe_point
 
 __all__ = ["probe_trajectory", "read_table", "write_table", "check_output_path", "table_lock",
-           "file_identity", "TableError", "TableLockedError", "SETTINGS", "IDENTITY_COLUMNS"]
+           "file_identity", "TableError", "TableLockedError", "SETTINGS", "IDENTITY_COLUMNS", "COLUMNS", "columns_help"]
 
 SETTINGS = ("mode", "dtype", "seed", "n_batches", "gammas", "tol", "blocks")  # must match to resume
 IDENTITY = ("resolved", "size", "mtime_ns")  # what makes a checkpoint file the same file
 IDENTITY_COLUMNS = tuple(f"{which}_{part}" for which in ("checkpoint", "next_checkpoint") for part in IDENTITY)
+#: every column of a probe table, with what it holds (shown by ``python -m smoothness probe --help``)
+COLUMNS = {
+    "checkpoint": "the checkpoint probed, as given",
+    "next_checkpoint": "the next checkpoint of the trajectory (empty for the last)",
+    "checkpoint_resolved": "the checkpoint's resolved path (with size and mtime: how a rerun recognises it)",
+    "checkpoint_size": "size in bytes of the checkpoint's weights file",
+    "checkpoint_mtime_ns": "modification time (ns) of the checkpoint's weights file",
+    "next_checkpoint_resolved": "the same three for the next checkpoint",
+    "next_checkpoint_size": "",
+    "next_checkpoint_mtime_ns": "",
+    "step": "training step: stored in the checkpoint, else the number in its name",
+    "hvp_method": "how Hessian-vector products were taken (the engine)",
+    "mode": "eval or train: the model's mode while probing",
+    "dtype": "the dtype the probes computed in",
+    "seed": "seed of dropout inside f and of the Lanczos start",
+    "n_batches": "number of evaluation batches f averages over",
+    "gammas": "interior points of the step where the finite difference is taken",
+    "tol": "relative accuracy asked of the spectral norm",
+    "blocks": "how the model was cut into blocks: tensor, layer or none",
+    "seconds": "time spent probing this checkpoint",
+    "block": "the block of the row: 'all' for the whole model, else a tensor or layer name",
+    "n_params": "parameters in the block",
+    "grad_norm": "|grad f(w_t)| over all evaluation batches together",
+    "n_noise_batches": "batches behind the noise estimates (0: not estimated, fewer than 3 batches)",
+    "grad_norm_unbiased": "sqrt of the unbiased |grad f|^2 (0 where the estimate is negative)",
+    "grad_sq_unbiased": "unbiased estimate of |grad f|^2: |mean|^2 - tr(Sigma_hat)/K",
+    "grad_sq_unbiased_se": "its jackknife standard error",
+    "noise_trace": "tr(Sigma) of one evaluation batch's gradient",
+    "noise_trace_se": "its jackknife standard error",
+    "one_batch_grad_norm": "the gradient norm one evaluation batch shows (noise included)",
+    "loss": "f(w_t)",
+    "momentum_norm": "|m_t| from the optimizer state (empty if the checkpoint has none)",
+    "step_length": "|w_{t+1} - w_t| (the block's part)",
+    "fd_smoothness": "max over gammas of |grad f(w_t + gamma d) - grad f(w_t)| / |gamma d|",
+    "curvature": "d' H d / |d|^2 along the update d (per block with --block-curvature)",
+    "hessian_norm": "Hessian spectral norm max |eigenvalue| (per block with --block-hessian)",
+    "hessian_eigenvalue": "the signed eigenvalue of largest magnitude",
+    "hessian_converged": "whether Lanczos reached the tolerance",
+    "hessian_residual": "Lanczos residual of the eigenpair",
+    "hessian_n_hvp": "Hessian-vector products the spectral norm took",
+}
+
+
+def columns_help() -> str:
+    """The table's columns, one line each, for ``--help``."""
+    width = max(map(len, COLUMNS))
+    return "\n".join(f"  {name:<{width}}  {text}" for name, text in COLUMNS.items() if text)
 INTEGER_COLUMNS = tuple(c for c in IDENTITY_COLUMNS if not c.endswith("_resolved"))
 
 

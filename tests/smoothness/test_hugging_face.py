@@ -164,3 +164,17 @@ def test_sharp_edges_say_what_to_pass(trainer_run, tmp_path):
         plot_table(table, measure="hessian_norm", block="transformer.wpe.weight")
     with pytest.raises(ValueError, match="the table's .* blocks: .*transformer.wpe.weight"):
         plot_table(table, block="no.such.block")
+
+
+def test_every_column_of_a_probe_table_is_documented_in_the_help(trainer_run, capsys):
+    from smoothness.trajectory import COLUMNS
+
+    out, _ = trainer_run
+    noisy = [_batch(), _batch(), _batch()]
+    table = smoothness.probe_trajectory(_model, smoothness.cross_entropy_loss, noisy, sorted(out.glob("checkpoint-*")),
+                                        blocks="layer", hessian=True, block_hessian=True, progress=False)
+    assert set(table.columns) == set(COLUMNS)
+    with pytest.raises(SystemExit):
+        cli(["probe", "--help"])
+    shown = capsys.readouterr().out
+    assert "fd_smoothness" in shown and "grad_sq_unbiased" in shown and "hessian_n_hvp" in shown
