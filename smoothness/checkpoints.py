@@ -161,7 +161,14 @@ def momentum_by_name(optimizer_state: Mapping, model: torch.nn.Module, path=None
         if len(pairs) != len(params):
             raise CheckpointError(f"{where}the optimizer holds {len(pairs)} parameters and the model {len(params)}; "
                                   f"its order cannot be matched to the model's names (build the optimizer from "
-                                  f"model.named_parameters() so that the names are saved)")
+                                  f"model.named_parameters() so that the names are saved){NO_MOMENTUM_HINT}")
+        if len(optimizer_state["param_groups"]) > 1:
+            # unnamed parameters in several groups (weight decay on and off, say) are regrouped, not in
+            # the model's order: pairing them by position could match buffers of equal shape wrongly
+            raise CheckpointError(f"{where}the optimizer keeps unnamed parameters in "
+                                  f"{len(optimizer_state['param_groups'])} groups: their order cannot be matched to "
+                                  f"the model's by position (build the optimizer from model.named_parameters() so that "
+                                  f"the names are saved){NO_MOMENTUM_HINT}")
         pairs = [(pid, name) for (pid, _), name in zip(pairs, params)]
     out = {}
     for pid, name in pairs:
@@ -171,7 +178,8 @@ def momentum_by_name(optimizer_state: Mapping, model: torch.nn.Module, path=None
         if by_order and buffer.shape != params[name].shape:
             raise CheckpointError(f"{where}optimizer momentum for {name!r} has shape {tuple(buffer.shape)}, "
                                   f"model: {tuple(params[name].shape)}; the optimizer's parameter order cannot be "
-                                  f"matched to the model (build the optimizer from model.named_parameters())")
+                                  f"matched to the model (build the optimizer from model.named_parameters())"
+                                  f"{NO_MOMENTUM_HINT}")
         out[name] = buffer
     _check_momentum(where, out, model)
     return out or None
@@ -193,6 +201,9 @@ def _check_momentum(where: str, momentum: Mapping[str, Any], model: torch.nn.Mod
         _check_finite(where, "momentum", name, buffer)
 
 
+#: appended to the errors of momentum that cannot be matched to the parameters
+NO_MOMENTUM_HINT = "; to probe without momentum, pass --no-momentum (momentum=False)"
+
 #: the files of a Hugging Face ``Trainer`` checkpoint folder that the probes read
 HF_WEIGHTS, HF_INDEX, HF_BIN = "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"
 HF_OPTIMIZER, HF_TRAINER_STATE = "optimizer.pt", "trainer_state.json"
@@ -211,7 +222,7 @@ def weights_file(path: str | os.PathLike) -> Path:
                           "checkpoint folder (give a checkpoint file, or the folder the Trainer wrote)")
 
 
-def _read_hf_folder(path: Path, model: torch.nn.Module) -> tuple[dict, dict | None, int | None]:
+def _read_hf_folder(path: Path, model: torch.nn.Module, read_momentum: bool = True) -> tuple[dict, dict | None, int | None]:
     """Weights, momentum (from ``optimizer.pt``, if present) and step (``trainer_state.json``'s
     ``global_step``, if present) of a Hugging Face checkpoint folder."""
     weights = weights_file(path)
@@ -241,7 +252,7 @@ def _read_hf_folder(path: Path, model: torch.nn.Module) -> tuple[dict, dict | No
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
             raise CheckpointError(f"{path / HF_TRAINER_STATE}: 'global_step' must be an integer, got {step!r}")
     momentum = None
-    if (path / HF_OPTIMIZER).is_file():
+    if read_momentum and (path / HF_OPTIMIZER).is_file():
         momentum = momentum_by_name(_read_torch(path / HF_OPTIMIZER), model, path / HF_OPTIMIZER)
     return dict(state), momentum, step
 
@@ -263,15 +274,17 @@ def _restore_tied(state: dict, model: torch.nn.Module) -> dict:
     return out
 
 
-def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, momentum: bool = True) -> Checkpoint:
     """Read and validate one checkpoint against ``model`` (which is not modified): a ``torch.save``
     file, a ``.safetensors`` file, or a Hugging Face ``Trainer`` checkpoint folder (weights, with
     tied entries restored through the model; momentum from ``optimizer.pt``; the step from
-    ``trainer_state.json``)."""
+    ``trainer_state.json``). ``momentum=False`` leaves the optimizer state unread (the checkpoint's
+    ``momentum`` is then None), for optimizer states that cannot be matched to the parameters."""
     path = Path(path)
+    read_momentum = momentum
     if path.is_dir():
-        state, momentum, step = _read_hf_folder(path, model)
-        return _validated(path, _restore_tied(_strip(state), model), momentum, step, {}, model)
+        state, found, step = _read_hf_folder(path, model, read_momentum)
+        return _validated(path, _restore_tied(_strip(state), model), found, step, {}, model)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file or folder")
     if path.stat().st_size == 0:
@@ -281,14 +294,14 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module) -> Checkpoi
         tensors, step = _read_safetensors(path)
         momentum = {k[len(SAFETENSORS_MOMENTUM):]: v for k, v in tensors.items() if k.startswith(SAFETENSORS_MOMENTUM)}
         state = {k: v for k, v in tensors.items() if not k.startswith(SAFETENSORS_MOMENTUM)}
-        momentum = _strip(momentum) or None
+        momentum = (_strip(momentum) or None) if read_momentum else None
     else:
         content = _read_torch(path)
         if not isinstance(content, Mapping):
             raise CheckpointError(f"{path}: expected a state_dict or a dict with a 'model' entry, got {type(content).__name__}")
         if MODEL in content and isinstance(content[MODEL], Mapping):
             state = content[MODEL]
-            if content.get(OPTIMIZER) is not None:
+            if content.get(OPTIMIZER) is not None and read_momentum:
                 momentum = momentum_by_name(content[OPTIMIZER], model, path)
             step = content.get(STEP)
             if step is not None and not isinstance(step, int):

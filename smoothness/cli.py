@@ -126,7 +126,7 @@ def _probe(args) -> int:
         blocks=None if args.blocks == "none" else args.blocks, hessian=not args.no_hessian,
         block_hessian=args.block_hessian, block_curvature=args.block_curvature, mode=args.mode,
         dtype=getattr(torch, args.dtype) if args.dtype else None, seed=args.seed, tol=args.tol,
-        out=args.out, progress=True, hvp_engine=args.hvp_engine,
+        out=args.out, progress=True, hvp_engine=args.hvp_engine, momentum=not args.no_momentum,
     )
     print(f"wrote {args.out}: {table['checkpoint'].nunique()} checkpoints, {len(table)} rows")
     print(noise_line(table))
@@ -223,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--gamma", type=float, nargs="+", help="explicit gammas in (0, 1] instead of --n-gamma")
     p.add_argument("--blocks", choices=["tensor", "layer", "none"], default="tensor")
     p.add_argument("--no-hessian", action="store_true", help="skip the Hessian spectral norm")
+    p.add_argument("--no-momentum", action="store_true",
+                   help="do not read optimizer states (for one whose parameters cannot be matched to the model's)")
     p.add_argument("--block-hessian", action="store_true", help="also the spectral norm of each diagonal block")
     p.add_argument("--block-curvature", action="store_true", help="also d_B'H_BB d_B per block")
     p.add_argument("--mode", choices=["eval", "train"], default="eval")

@@ -311,9 +311,10 @@ def probe_trajectory(
     gammas: Sequence[float] = interior_gammas(3), blocks: str | None = "tensor", hessian: bool = True,
     block_hessian: bool = False, block_curvature: bool = False, mode: str = "eval", dtype: torch.dtype | None = None,
     seed: int = 0, tol: float = 1e-3, max_hvp: int = 2000, out: str | os.PathLike | None = None,
-    progress: bool | None = None, hvp_engine: str = "jvp",
+    progress: bool | None = None, hvp_engine: str = "jvp", momentum: bool = True,
 ) -> pd.DataFrame:
-    """Probe every checkpoint; see the module docstring. ``batches`` is one batch or a list of them."""
+    """Probe every checkpoint; see the module docstring. ``batches`` is one batch or a list of them;
+    ``momentum=False`` leaves optimizer states unread (no momentum norm)."""
     if isinstance(model_factory, torch.nn.Module):
         raise TypeError("probe_trajectory takes a factory that builds the model, not the model: pass "
                         "lambda: MyModel(...) (each checkpoint is loaded into a fresh copy)")
@@ -326,7 +327,7 @@ def probe_trajectory(
     model = model_factory()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model_factory must return a torch.nn.Module, got {type(model).__name__}")
-    loaded = [(load_checkpoint(p, model), file_identity(p)) for p in paths]  # validate all before probing any
+    loaded = [(load_checkpoint(p, model, momentum=momentum), file_identity(p)) for p in paths]  # validate all first
     order = trajectory_order([c for c, _ in loaded], paths)
     if not all(c.step is not None for c, _ in loaded) and all(_path_number(p) is not None for p in paths):
         loaded = [(dataclasses.replace(c, step=_path_number(p)) if c.step is None else c, ident)

@@ -178,3 +178,20 @@ def test_every_column_of_a_probe_table_is_documented_in_the_help(trainer_run, ca
         cli(["probe", "--help"])
     shown = capsys.readouterr().out
     assert "fd_smoothness" in shown and "grad_sq_unbiased" in shown and "hessian_n_hvp" in shown
+
+
+def test_an_unnamed_regrouped_optimizer_state_is_refused_unless_momentum_is_skipped(tmp_path):
+    # what the Trainer's own optimizer saves: unnamed parameters in two groups (decay on and off)
+    model = _model()
+    params = dict(model.named_parameters())
+    decay = [p for n, p in params.items() if p.ndim >= 2]
+    other = [p for n, p in params.items() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay}, {"params": other, "weight_decay": 0.0}], lr=1e-3)
+    model(_batch()[0]).logits.sum().backward()
+    opt.step()
+    path = tmp_path / "ckpt-1.pt"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 1}, path)
+    with pytest.raises(smoothness.CheckpointError, match="in 2 groups.*--no-momentum"):
+        smoothness.load_checkpoint(path, _model())
+    c = smoothness.load_checkpoint(path, _model(), momentum=False)
+    assert c.momentum is None and c.step == 1
