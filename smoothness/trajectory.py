@@ -347,14 +347,28 @@ def probe_trajectory(
 
 def _probe_all(objective: Objective, loaded: list, settings: dict, run: dict, progress: bool | None, *,
                out: Path | None, done: pd.DataFrame, seen: set) -> pd.DataFrame:
-    """Probe each (checkpoint, next checkpoint) pair not in ``seen``, appending to ``done`` (and ``out``)."""
-    rows = [done] if len(done) else []
-    todo = []
+    """Probe each (checkpoint, next checkpoint) pair not in ``seen``, appending to ``done`` (and ``out``).
+
+    A row of ``done`` for a checkpoint of this trajectory that is paired with another next checkpoint
+    than now (the old last checkpoint, before checkpoints were added after it) is stale: it is
+    dropped, with a warning, and the pair is probed again. Rows of checkpoints not given now are kept."""
+    todo, current = [], set()
     for i, (ckpt, ident) in enumerate(loaded):
         nxt, next_ident = loaded[i + 1] if i + 1 < len(loaded) else (None, None)
         identity = {**_row_identity(ident, "checkpoint"), **_row_identity(next_ident, "next_checkpoint")}
-        if _key([identity[c] for c in IDENTITY_COLUMNS]) not in seen:
+        key = _key([identity[c] for c in IDENTITY_COLUMNS])
+        current.add(key)
+        if key not in seen:
             todo.append((ckpt, nxt, identity))
+    if len(done):
+        given = {ident["resolved"] for _, ident in loaded}
+        keys = [_key(values) for values in done[list(IDENTITY_COLUMNS)].itertuples(index=False)]
+        stale = [k not in current and r in given for k, r in zip(keys, done["checkpoint_resolved"])]
+        if any(stale):
+            warnings.warn(f"{sum(stale)} rows of the table paired a checkpoint given now with another next checkpoint "
+                          "than now (checkpoints were added or removed): they are replaced", stacklevel=3)
+            done = done[[not s for s in stale]].reset_index(drop=True)
+    rows = [done] if len(done) else []
     for ckpt, nxt, identity in tqdm(todo, disable=None if progress is None else not progress,
                                     desc="probing checkpoints", unit="ckpt"):
         start = time.perf_counter()

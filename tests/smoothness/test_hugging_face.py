@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -195,3 +196,19 @@ def test_an_unnamed_regrouped_optimizer_state_is_refused_unless_momentum_is_skip
         smoothness.load_checkpoint(path, _model())
     c = smoothness.load_checkpoint(path, _model(), momentum=False)
     assert c.momentum is None and c.step == 1
+
+
+def test_adding_checkpoints_to_a_table_replaces_the_old_last_row(trainer_run, tmp_path):
+    out, _ = trainer_run
+    folders = [out / f"checkpoint-{k}" for k in (4, 8, 12)]
+    csv = tmp_path / "t.csv"
+    first = smoothness.probe_trajectory(_model, smoothness.cross_entropy_loss, _batch(), folders[:2], blocks=None,
+                                        hessian=False, progress=False, out=csv)
+    assert first["step"].tolist() == [4, 8] and np.isnan(first["fd_smoothness"].iloc[-1])
+    with pytest.warns(UserWarning, match="1 rows of the table paired a checkpoint"):
+        again = smoothness.probe_trajectory(_model, smoothness.cross_entropy_loss, _batch(), folders, blocks=None,
+                                            hessian=False, progress=False, out=csv)
+    assert sorted(again["step"].tolist()) == [4, 8, 12]  # step 8 once, now paired with step 12
+    row8 = again[again["step"] == 8].iloc[0]
+    assert np.isfinite(row8["fd_smoothness"]) and row8["next_checkpoint"].endswith("checkpoint-12")
+    assert smoothness.read_table(csv)["step"].tolist() == again["step"].tolist()

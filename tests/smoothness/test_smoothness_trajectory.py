@@ -81,12 +81,15 @@ def test_rerun_skips_done_checkpoints_and_new_ones_extend_the_table(run, monkeyp
     monkeypatch.setattr(smoothness.trajectory, "probe_point", lambda *a, **k: calls.append(1) or original(*a, **k))
     probe(namespace, paths[:3], out=out, blocks=None)
     assert calls == []  # nothing to redo
-    table = probe(namespace, paths, out=out, blocks=None)
-    # the old last checkpoint now has a successor: it is probed again with it, plus the two new ones
+    with pytest.warns(UserWarning, match="replaced"):
+        table = probe(namespace, paths, out=out, blocks=None)
+    # the old last checkpoint now has a successor: it is probed again with it, plus the two new ones,
+    # and its old row (no successor) is gone, so every checkpoint has one row
     assert len(calls) == 3
     assert read_table(out).equals(table) or len(read_table(out)) == len(table)
     pairs = set(zip(table["checkpoint"], table["next_checkpoint"].fillna("")))
-    assert (str(paths[2]), str(paths[3])) in pairs
+    assert (str(paths[2]), str(paths[3])) in pairs and (str(paths[2]), "") not in pairs
+    assert sorted(table["checkpoint"]) == sorted(map(str, paths))
 
 
 def test_a_crash_leaves_the_previous_complete_file(run, monkeypatch):
