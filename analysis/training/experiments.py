@@ -507,22 +507,30 @@ def noise_runs(quick: bool, lrs: dict[tuple[str, int], float], checkpoints: int 
     return dict(zip(keys, runs(configs, **run_kwargs)))
 
 
+def _checkpointed_models(result: TrainResult, config: TrainConfig, data, caller: str):
+    """For each checkpoint of ``result``: its path, the checked checkpoint, and a fresh model holding
+    its weights (``load_checkpoint`` reads and checks; it leaves the model it is given alone)."""
+    from analysis.training.gpt import GPT
+    from smoothness.checkpoints import load_checkpoint
+
+    if not result.checkpoints:
+        raise ValueError(f"{caller}: the run saved no checkpoints (train it with save_every > 0)")
+    for path in result.checkpoints:
+        model = GPT(config.model_config(data.vocab_size))
+        checkpoint = load_checkpoint(path, model)
+        model.load_state_dict(checkpoint.model_state)
+        yield path, checkpoint, model
+
+
 def checkpoint_noise(result: TrainResult, *, k: int = 16, seed: int = 0) -> list[dict]:
     """At each checkpoint of ``result``, ``k`` independent minibatch gradients of the run's batch size
     on training text, summarized by :func:`analysis.training.noise.snr_summary` at the run's betas."""
-    config = TrainConfig.from_dict(result.config)
-    from smoothness.checkpoints import load_checkpoint
-    from analysis.training.gpt import GPT
     from analysis.training.noise import minibatch_gradients, snr_summary
 
-    if not result.checkpoints:
-        raise ValueError("checkpoint_noise: the run saved no checkpoints (train it with save_every > 0)")
+    config = TrainConfig.from_dict(result.config)
     data = corpus.load()
     out = []
-    for i, path in enumerate(result.checkpoints):
-        model = GPT(config.model_config(data.vocab_size))
-        checkpoint = load_checkpoint(path, model)  # read and checked against the model, which it leaves alone
-        model.load_state_dict(checkpoint.model_state)
+    for i, (path, checkpoint, model) in enumerate(_checkpointed_models(result, config, data, "checkpoint_noise")):
         step = checkpoint.step
         grads = minibatch_gradients(model, data.train, batch_size=config.batch_size, block=config.block, k=k,
                                     seed=seed + i)
@@ -749,23 +757,17 @@ def denominator_trajectory(result: TrainResult, *, k: int = 16, seed: int = 0, s
     minibatch gradients of the run's batch size at the checkpoint's weights (drawn from the stream
     ``1000 * seed + i`` at the i-th checkpoint, so that no two runs or checkpoints share batches).
     The checkpoint's m and v are bias-corrected for its step, as the update uses them."""
-    from analysis.training.gpt import GPT
     from analysis.training.noise import denominator_check, minibatch_gradients
-    from smoothness.checkpoints import OPTIMIZER, load_checkpoint, momentum_by_name
+    from smoothness.checkpoints import OPTIMIZER, momentum_by_name
 
     config = TrainConfig.from_dict(result.config)
     if config.optimizer not in ("adamw", "adam"):
         raise ValueError(f"denominator_trajectory: needs an Adam or AdamW run (its second moment), got {config.optimizer!r}")
-    if not result.checkpoints:
-        raise ValueError("denominator_trajectory: the run saved no checkpoints (train it with save_every > 0)")
     data = corpus.load()
     out = []
-    for i, path in enumerate(result.checkpoints):
-        model = GPT(config.model_config(data.vocab_size))
-        checkpoint = load_checkpoint(path, model)
+    for i, (path, checkpoint, model) in enumerate(_checkpointed_models(result, config, data, "denominator_trajectory")):
         if checkpoint.step is None or checkpoint.step < skip * config.steps or checkpoint.step == 0:
             continue
-        model.load_state_dict(checkpoint.model_state)
         optimizer_state = torch.load(path, map_location="cpu", weights_only=True)[OPTIMIZER]
         names = [n for n, p in model.named_parameters() if p.requires_grad]
         moments = [momentum_by_name(optimizer_state, model, path, keys=(key,)) for key in ("exp_avg", "exp_avg_sq")]
