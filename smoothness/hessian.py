@@ -131,17 +131,20 @@ def directional_curvature(objective: Objective, w: Params, d: Params, *, engine:
 def dense_hessian(objective: Objective, w: Params) -> torch.Tensor:
     """The full Hessian of ``objective`` at ``w`` as an n x n tensor, in the order of ``flatten(w)``.
 
-    ``torch.func.hessian`` of f on the flattened weights: n^2 entries, so for checking the
-    matrix-free probes on small models only.
+    Row by row by double backward: the gradient is built once with ``create_graph=True`` and row i
+    is the gradient of its i-th entry. n backward passes and n^2 entries, so for checking the
+    matrix-free probes on small models only. Not ``torch.func.hessian``: its forward-over-reverse
+    Hessian is wrong for models with an affine ``nn.LayerNorm`` (entries of the LayerNorm weight
+    off by several per cent under torch 2.13; ``tests/smoothness/test_smoothness_probes.py`` checks
+    this function against finite differences on such a model).
     """
-    names = list(w)
-    flat = flatten(w)
-
-    def f(vec: torch.Tensor) -> torch.Tensor:
-        parts, start = {}, 0
-        for n in names:
-            parts[n] = vec[start:start + w[n].numel()].view_as(w[n])
-            start += w[n].numel()
-        return sum(objective._call(parts, b) for b in objective.batches) / len(objective.batches)
-
-    return torch.func.hessian(f)(flat)
+    leaves = {n: t.detach().requires_grad_(True) for n, t in w.items()}
+    with torch.enable_grad():
+        loss = sum(objective._call(leaves, b) for b in objective.batches) / len(objective.batches)
+        g = flatten(dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()), create_graph=True))))
+        rows = []
+        for i in range(g.numel()):
+            parts = torch.autograd.grad(g[i], list(leaves.values()), retain_graph=True, allow_unused=True)
+            rows.append(torch.cat([(p if p is not None else torch.zeros_like(t)).reshape(-1)
+                                   for p, t in zip(parts, leaves.values())]))
+    return torch.stack(rows).detach()
