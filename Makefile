@@ -9,11 +9,15 @@ STAMP  := $(VENV)/.installed
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# torch first: the pinned CPU build, so that resolving `torch>=2.4` later installs nothing more.
+# torch first: the pinned CPU build, so that resolving `torch>=2.4` later installs nothing more
+# (it is named again with the package so that no dependency may upgrade it).
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' torch==2.13.0
+	# curvlinops depends on backpack, which depends on torchvision: PyPI's torchvision is built for
+	# CUDA torch and, next to the CPU build, breaks `import transformers`. Nothing here imports it.
+	$(PY) -m pip uninstall --quiet --yes torchvision
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -12,6 +12,8 @@ updates the momentum of the shard it holds. This module adds what a training loo
   unpickler, non-tensor entries with ``torch.load(..., weights_only=True)``) and is all or nothing:
   a damaged, foreign or mismatched checkpoint raises :class:`CheckpointError` with the model and
   optimizer unchanged.
+* :func:`read_checkpoint`: the whole checkpoint as plain tensors in one process, with no model or
+  optimizer built (what the smoothness probes read), through the same checks;
 * :func:`state_bytes_per_rank`: the optimizer-state bytes each process holds.
 
 All of it works in one process without ``torch.distributed`` initialized, so the same code saves
@@ -51,7 +53,8 @@ from adams._checkpoint_files import (CheckpointError, read_metadata, safe_load_p
 from adams.memory import state_bytes
 from adams.optimizer import AdamS
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "state_bytes_per_rank", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_metadata", "state_bytes_per_rank",
+           "CheckpointError"]
 
 _EXTRA_TYPES = (bool, int, float)
 
@@ -210,6 +213,50 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
         raise
     _apply(model, optimizer, staged)
     return {k: (v.item() if v.numel() == 1 else v) for k, v in staged["extra"].items()}
+
+
+def read_checkpoint(path: str | os.PathLike, *, verify: bool = True
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]], dict]:
+    """A checkpoint written by :func:`save_checkpoint`, whole, as plain CPU tensors: ``(model,
+    optimizer_state, extra)``.
+
+    ``model`` maps parameter and buffer names to full (unsharded) tensors, ``optimizer_state`` maps
+    parameter names to their per-parameter buffers (``{"exp_avg": ..., "step": ...}``), ``extra``
+    holds the saved extras as in :func:`load_checkpoint`. No model or optimizer is needed: this is
+    how a checkpoint saved by any number of processes is read by one that only wants the numbers.
+    The same checks as :func:`load_checkpoint` run first (digests unless ``verify=False``, metadata
+    through the restricted unpickler); hyperparameters (non-tensor entries) are not read.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    path = Path(path)
+    saved = read_metadata(path).state_dict_metadata
+    verify_checksums(path, required=verify)
+    _extra_keys(path, saved)
+    flat = {key: torch.empty(entry.size, dtype=entry.properties.dtype) for key, entry in saved.items()
+            if isinstance(entry, TensorStorageMetadata) and key.startswith(("model.", "optim.state.", "extra."))}
+    if not any(k.startswith("model.") for k in flat):
+        raise CheckpointError(f"{path} holds no model entries: not a checkpoint written by save_checkpoint")
+    try:
+        with _quiet_single_process():
+            dcp.load(flat, storage_reader=safe_reader(path), planner=safe_load_planner())
+    except CheckpointException as err:
+        causes = [exc for exc, _ in err.failures.values()]
+        raise CheckpointError(f"cannot read {path}: {type(causes[0]).__name__}: {causes[0]}") from None
+    except CheckpointError:
+        raise
+    except Exception as err:
+        raise CheckpointError(f"cannot read {path}: {type(err).__name__}: {err}") from err
+    model = {k[len("model."):]: v for k, v in flat.items() if k.startswith("model.")}
+    optimizer_state: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        if key.startswith("optim.state."):
+            name, buffer = key[len("optim.state."):].rsplit(".", 1)
+            optimizer_state.setdefault(name, {})[buffer] = value
+    extra = {k[len("extra."):]: (v.item() if v.numel() == 1 else v) for k, v in flat.items() if k.startswith("extra.")}
+    return model, optimizer_state, extra
 
 
 #: the most elements an ``extra`` entry may have (extras are numbers and small tensors)

@@ -8,6 +8,10 @@ The model and recipe are those of ``analysis.training`` (the training experiment
 is the global batch, split evenly over the processes. Each process prints the optimizer state it
 holds; ``--compare adamw`` trains a second optimizer the same way and prints the ratio per process.
 Checkpoints are sharded (``torch.distributed.checkpoint``) and resume on any number of processes.
+The smoothness probes read them as they are, with this file's ``model`` and ``batches``:
+
+    python -m smoothness probe runs/fsdp/step_* --model examples/train_fsdp.py:model \
+        --data examples/train_fsdp.py:batches --out runs/fsdp/probes.csv
 """
 from __future__ import annotations
 
@@ -17,7 +21,22 @@ import json
 import sys
 
 from analysis.training.distributed import compare_state, describe, train_distributed
-from analysis.training import TrainConfig
+from analysis.training import TrainConfig, corpus
+from analysis.training.recipe import init_model, sample_batch
+
+
+def model():
+    """The GPT this script trains (its shape does not depend on the options), for the probes."""
+    return init_model(TrainConfig(), corpus.load().vocab_size)
+
+
+def batches(n: int = 4, seed: int = 0):
+    """``n`` validation batches of the training batch's size, drawn from ``seed``, for the probes."""
+    import numpy as np
+
+    config, data = TrainConfig(), corpus.load()
+    rng = np.random.default_rng(seed)
+    return [sample_batch(data.val, rng, config.batch_size, config.block) for _ in range(n)]
 
 
 def main(argv: list[str] | None = None) -> int:

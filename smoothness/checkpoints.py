@@ -7,7 +7,13 @@ Formats:
   (``optimizer`` and ``step`` optional; other plain entries go to :attr:`Checkpoint.meta`);
 * safetensors files (``.safetensors``): the model's tensors under their names, optionally the
   momentum of parameter ``name`` under ``"optimizer.exp_avg.<name>"``, and the training step as
-  ``"step"`` in the header metadata.
+  ``"step"`` in the header metadata;
+* Hugging Face ``Trainer`` checkpoint folders (``checkpoint-N/``: ``model.safetensors`` or its
+  shards, ``optimizer.pt``, ``trainer_state.json``; the ``hf`` extra is not needed to read them);
+* sharded ``torch.distributed.checkpoint`` folders written by :func:`adams.distributed.save_checkpoint`
+  (``examples/train_fsdp.py``), read whole in one process with its checks
+  (:func:`adams.distributed.read_checkpoint`); the step is the saved extra ``step``. A folder
+  without recorded digests is read with a warning that its files cannot be verified.
 
 Torch files are read with ``torch.load(..., weights_only=True)``: pickled code is refused, never run.
 Keys may carry a leading ``module.`` (DistributedDataParallel) or ``_orig_mod.`` (``torch.compile``)
@@ -27,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -204,22 +211,29 @@ def _check_momentum(where: str, momentum: Mapping[str, Any], model: torch.nn.Mod
 #: appended to the errors of momentum that cannot be matched to the parameters
 NO_MOMENTUM_HINT = "; to probe without momentum, pass --no-momentum (momentum=False)"
 
+#: the file that marks a sharded ``torch.distributed.checkpoint`` folder
+DCP_METADATA = ".metadata"
+
 #: the files of a Hugging Face ``Trainer`` checkpoint folder that the probes read
 HF_WEIGHTS, HF_INDEX, HF_BIN = "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"
 HF_OPTIMIZER, HF_TRAINER_STATE = "optimizer.pt", "trainer_state.json"
 
 
 def weights_file(path: str | os.PathLike) -> Path:
-    """The file that identifies a checkpoint: the file itself, or a Hugging Face folder's weights
-    (``model.safetensors``, its sharded index, or ``pytorch_model.bin``)."""
+    """The file that identifies a checkpoint: the file itself, a Hugging Face folder's weights
+    (``model.safetensors``, its sharded index, or ``pytorch_model.bin``), or a sharded
+    checkpoint's ``.metadata``."""
     path = Path(path)
     if not path.is_dir():
         return path
+    if (path / DCP_METADATA).is_file():
+        return path / DCP_METADATA
     for name in (HF_WEIGHTS, HF_INDEX, HF_BIN):
         if (path / name).is_file():
             return path / name
-    raise CheckpointError(f"{path}: a folder without {HF_WEIGHTS}, {HF_INDEX} or {HF_BIN}: not a Hugging Face "
-                          "checkpoint folder (give a checkpoint file, or the folder the Trainer wrote)")
+    raise CheckpointError(f"{path}: a folder without {HF_WEIGHTS}, {HF_INDEX}, {HF_BIN} or {DCP_METADATA}: neither a "
+                          "Hugging Face checkpoint folder nor a sharded torch.distributed.checkpoint (give a "
+                          "checkpoint file, or the folder the Trainer or adams.distributed.save_checkpoint wrote)")
 
 
 def _read_hf_folder(path: Path, model: torch.nn.Module, read_momentum: bool = True) -> tuple[dict, dict | None, int | None]:
@@ -257,6 +271,33 @@ def _read_hf_folder(path: Path, model: torch.nn.Module, read_momentum: bool = Tr
     return dict(state), momentum, step
 
 
+def _read_dcp_folder(path: Path, model: torch.nn.Module, read_momentum: bool = True) -> tuple[dict, dict | None, int | None]:
+    """Weights, momentum (``exp_avg`` or ``momentum_buffer`` of each parameter) and the saved extra
+    ``step`` of a sharded checkpoint written by :func:`adams.distributed.save_checkpoint`."""
+    from adams._checkpoint_files import CHECKSUMS
+    from adams.distributed import read_checkpoint
+
+    verify = (path / CHECKSUMS).exists()
+    if not verify:
+        warnings.warn(f"{path}: no {CHECKSUMS}, so its files cannot be verified against the digests recorded when "
+                      "it was saved; read with the metadata checks only", stacklevel=4)
+    state, optimizer_state, extra = read_checkpoint(path, verify=verify)
+    step = extra.get(STEP)
+    if step is not None:
+        if not float(step).is_integer():
+            raise CheckpointError(f"{path}: the saved 'step' is not an integer: {step!r}")
+        step = int(step)
+    momentum = None
+    if read_momentum:
+        momentum = {}
+        for name, buffers in _strip(optimizer_state).items():
+            key = next((k for k in MOMENTUM_KEYS if k in buffers), None)
+            if key is not None:
+                momentum[name] = buffers[key]
+        momentum = momentum or None  # checked against the model with the weights, by _validated
+    return state, momentum, step
+
+
 def _restore_tied(state: dict, model: torch.nn.Module) -> dict:
     """Entries the file leaves out because the model ties them to another (an output layer sharing the
     input embedding, which safetensors stores once), filled in from the entry they share storage with."""
@@ -279,11 +320,13 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, momentum
     file, a ``.safetensors`` file, or a Hugging Face ``Trainer`` checkpoint folder (weights, with
     tied entries restored through the model; momentum from ``optimizer.pt``; the step from
     ``trainer_state.json``). ``momentum=False`` leaves the optimizer state unread (the checkpoint's
-    ``momentum`` is then None), for optimizer states that cannot be matched to the parameters."""
+    ``momentum`` is then None), for optimizer states that cannot be matched to the parameters.
+    A sharded checkpoint folder of :func:`adams.distributed.save_checkpoint` is read whole."""
     path = Path(path)
     read_momentum = momentum
     if path.is_dir():
-        state, found, step = _read_hf_folder(path, model, read_momentum)
+        read = _read_dcp_folder if (path / DCP_METADATA).is_file() else _read_hf_folder
+        state, found, step = read(path, model, read_momentum)
         return _validated(path, _restore_tied(_strip(state), model), found, step, {}, model)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file or folder")

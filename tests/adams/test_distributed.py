@@ -327,6 +327,17 @@ def test_example_trains_on_two_processes_as_on_one_and_resumes_on_one(tmp_path):
     (two,) = json.loads((tmp_path / "a.json").read_text())
     assert [Path(c).name for c in two["checkpoints"]] == ["step_000003", "step_000006"]
 
+    # the sharded checkpoints probe as they are, with the example's own model and batches
+    probe = subprocess.run([sys.executable, "-m", "smoothness", "probe", *two["checkpoints"][::-1], "--model",
+                            f"{ROOT / 'examples' / 'train_fsdp.py'}:model", "--data",
+                            f"{ROOT / 'examples' / 'train_fsdp.py'}:batches", "--blocks", "none", "--no-hessian",
+                            "--out", str(tmp_path / "probes.csv")], env=ENV, capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-4000:]
+    import pandas as pd
+    probes = pd.read_csv(tmp_path / "probes.csv")
+    assert probes["step"].tolist() == [3, 6] and probes["momentum_norm"].gt(0).all()
+    assert probes["step_length"].iloc[0] > 0
+
     single = train(TrainConfig(steps=6, warmup=6), cache_dir=tmp_path / "cache", progress=False)
     assert two["val_loss"] == pytest.approx(single.evals["val_loss"], abs=1e-5)
     assert two["train_loss"][0] == pytest.approx(single.history["train_loss"][0], abs=1e-5)

@@ -142,3 +142,46 @@ def test_non_finite_momentum_is_refused(tmp_path):
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, tmp_path / "c.pt")
     with pytest.raises(CheckpointError, match="c.pt.*momentum.*non-finite"):
         load_checkpoint(tmp_path / "c.pt", make_model())
+
+
+# ---- sharded torch.distributed.checkpoint folders (adams.distributed.save_checkpoint) -------------
+
+def _sharded(tmp_path, name, step, optimizer=True):
+    import adams
+    from adams.distributed import save_checkpoint
+
+    model, opt = trained(lambda m: adams.AdamS(m.parameters(), lr=0.01), steps=step)
+    save_checkpoint(tmp_path / name, model, opt if optimizer else None, extra={"step": step})
+    return model, opt
+
+
+def test_a_sharded_checkpoint_folder_gives_weights_momentum_and_step(tmp_path):
+    model, opt = _sharded(tmp_path, "step_3", 3)
+    ckpt = load_checkpoint(tmp_path / "step_3", make_model())
+    assert ckpt.step == 3
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(ckpt.model_state[name], p.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(ckpt.momentum[name], opt.state[p]["exp_avg"], rtol=0, atol=0)
+    assert load_checkpoint(tmp_path / "step_3", make_model(), momentum=False).momentum is None
+    _sharded(tmp_path, "weights_only", 2, optimizer=False)
+    assert load_checkpoint(tmp_path / "weights_only", make_model()).momentum is None
+
+
+def test_sharded_checkpoints_probe_in_step_order_and_damage_is_named(tmp_path):
+    from smoothness import probe_trajectory
+
+    for step in (12, 3):  # the glob order would put step_12 first
+        _sharded(tmp_path, f"step_{step}", step)
+    batch = (torch.randn(6, 3, generator=torch.Generator().manual_seed(0)),)
+    table = probe_trajectory(make_model, lambda m, b: m(b[0]).pow(2).mean(), batch,
+                             sorted(tmp_path.glob("step_*")), blocks=None, hessian=False, progress=False)
+    assert table["step"].tolist() == [3, 12] and table["momentum_norm"].notna().all()
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        load_checkpoint(tmp_path / "step_3", nn.Linear(3, 2))
+    shard = next((tmp_path / "step_3").glob("*.distcp"))
+    shard.write_bytes(shard.read_bytes()[:-1] + bytes([shard.read_bytes()[-1] ^ 1]))
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(tmp_path / "step_3", make_model())
+    (tmp_path / "step_12" / "checksums.json").unlink()  # copied without its digests: read, with a warning
+    with pytest.warns(UserWarning, match="cannot be verified"):
+        assert load_checkpoint(tmp_path / "step_12", make_model()).step == 12
