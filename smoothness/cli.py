@@ -126,7 +126,7 @@ def _probe(args) -> int:
         blocks=None if args.blocks == "none" else args.blocks, hessian=not args.no_hessian,
         block_hessian=args.block_hessian, block_curvature=args.block_curvature, mode=args.mode,
         dtype=getattr(torch, args.dtype) if args.dtype else None, seed=args.seed, tol=args.tol,
-        out=args.out, progress=True, hvp_engine=args.hvp_engine, momentum=not args.no_momentum,
+        out=args.out, progress=True, hvp_engine=args.hvp_engine, momentum=not args.no_momentum, device=args.device,
     )
     print(f"wrote {args.out}: {table['checkpoint'].nunique()} checkpoints, {len(table)} rows")
     print(noise_line(table))
@@ -229,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--block-curvature", action="store_true", help="also d_B'H_BB d_B per block")
     p.add_argument("--mode", choices=["eval", "train"], default="eval")
     p.add_argument("--dtype", choices=["float32", "float64"], help="default: the model's own")
+    p.add_argument("--device", help="where the model, batches and products live: cuda, cuda:1, cpu (default: where "
+                                    "the factory builds the model)")
     p.add_argument("--seed", type=int, default=0, help="seed of dropout inside f and of the Lanczos start")
     p.add_argument("--tol", type=float, default=1e-3, help="relative accuracy of the spectral norm")
     p.add_argument("--hvp-engine", choices=["jvp", "graph"], default="jvp",

@@ -71,14 +71,14 @@ def spectral_norm(
     if not 0 < tol < 1:
         raise ValueError(f"tol must lie in (0, 1), got {tol}")
     n = sum(t.numel() for t in w.values())
-    dtype = next(iter(w.values())).dtype
+    dtype, device = next(iter(w.values())).dtype, next(iter(w.values())).device
     count = [0]
     product = objective.hvp_operator(w, engine)
 
     def matvec(x: np.ndarray) -> np.ndarray:
         count[0] += 1
-        v = unflatten(torch.as_tensor(np.asarray(x, dtype=np.float64).ravel()).to(dtype), w)
-        return flatten(product(v)).double().numpy()
+        v = unflatten(torch.as_tensor(np.asarray(x, dtype=np.float64).ravel()).to(device, dtype), w)
+        return flatten(product(v)).double().cpu().numpy()
 
     if n < DENSE_BELOW:
         H = np.stack([matvec(e) for e in np.eye(n)], axis=1)
@@ -109,6 +109,7 @@ def spectral_norm(
 def hessian_spectral_norm(
     model: torch.nn.Module, loss_fn, batch: Any, *, params=None, mode: str = "eval",
     dtype: torch.dtype | None = None, tol: float = 1e-3, max_hvp: int = 2000, seed: int = 0, engine: str = "jvp",
+    device: str | torch.device | None = None,
 ) -> SpectralNorm:
     """Spectral norm of the Hessian of ``loss_fn(model, batch)`` at the model's current weights.
 

@@ -87,7 +87,7 @@ def gram(grads: Sequence[dict[str, torch.Tensor]], names: Sequence[str] | None =
         raise ValueError("no gradients given")
     names = list(grads[0]) if names is None else list(names)
     flat = torch.stack([torch.cat([g[n].reshape(-1).double() for n in names]) for g in grads])
-    return (flat @ flat.T).numpy()
+    return (flat @ flat.T).cpu().numpy()
 
 
 def grad_norm_estimate(grads: Sequence[dict[str, torch.Tensor]] | np.ndarray,

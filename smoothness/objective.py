@@ -16,6 +16,10 @@ an operation lacks a forward-mode rule, :meth:`Objective.hvp` falls back to doub
 (``torch.autograd.grad`` twice) and says so in ``hvp_method``. Decoupled weight decay is not part of
 f: only the loss is. Attention written with ``torch.nn.functional.scaled_dot_product_attention`` is
 evaluated with its math backend, the one that has second derivatives on CPU.
+
+``device`` puts the model, the batches and every product on that device (``"cuda"``, ``"cuda:1"``,
+``"cpu"``); weights handed to the objective are moved there, numbers come back as Python floats.
+In float64 a probe gives the same numbers on every device up to rounding in the last digits.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-__all__ = ["Objective", "Params", "cross_entropy_loss"]
+__all__ = ["Objective", "Params", "cross_entropy_loss", "resolve_device"]
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -43,15 +47,34 @@ def cross_entropy_loss(model: torch.nn.Module, batch) -> torch.Tensor:
     logits = getattr(logits, "logits", logits)
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
-def _cast(batch: Any, dtype: torch.dtype) -> Any:
-    """Floating tensors in a (nested) batch to ``dtype``; everything else unchanged."""
+def _cast(batch: Any, dtype: torch.dtype | None, device: torch.device | None = None) -> Any:
+    """Tensors in a (nested) batch to ``device``, floating ones also to ``dtype``; the rest unchanged."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(dtype) if batch.is_floating_point() else batch
+        return batch.to(device=device, dtype=dtype if batch.is_floating_point() else None)
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_cast(b, dtype) for b in batch)
+        return type(batch)(_cast(b, dtype, device) for b in batch)
     if isinstance(batch, Mapping):
-        return {k: _cast(v, dtype) for k, v in batch.items()}
+        return {k: _cast(v, dtype, device) for k, v in batch.items()}
     return batch
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a ``torch.device``, or a ``ValueError`` that says why it cannot hold a probe
+    (not a device name, CUDA absent on this machine, or ``meta``, whose tensors hold no values)."""
+    if device is None:
+        return None
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a device name (cpu, cuda, cuda:1, ...): {err}") from None
+    if device.type == "meta":
+        raise ValueError("device 'meta' holds shapes without values: a probe needs numbers (use cpu or cuda)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 class _WithLoss(nn.Module):
@@ -72,6 +95,7 @@ class Objective:
     def __init__(
         self, model: nn.Module, loss_fn: LossFn, batches: Any | Sequence[Any], *, mode: str = "eval",
         dtype: torch.dtype | None = None, seed: int = 0, params: Iterable[str] | None = None,
+        device: str | torch.device | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
@@ -80,12 +104,12 @@ class Objective:
         batches = list(batches) if isinstance(batches, list) else [batches]
         if not batches:
             raise ValueError("need at least one evaluation batch")
-        model = copy.deepcopy(model)
-        if dtype is not None:
-            if not dtype.is_floating_point:
-                raise ValueError(f"dtype must be a floating type, got {dtype}")
-            model = model.to(dtype)
-            batches = [_cast(b, dtype) for b in batches]
+        device = resolve_device(device)
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating type, got {dtype}")
+        model = copy.deepcopy(model).to(device=device, dtype=dtype)
+        if dtype is not None or device is not None:
+            batches = [_cast(b, dtype, device) for b in batches]
         model.train(mode == "train")
         for p in model.parameters():
             p.requires_grad_(False)
@@ -93,6 +117,7 @@ class Objective:
         self.batches = batches
         self.mode, self.seed = mode, seed
         self.dtype = next(model.parameters()).dtype
+        self.device = next(model.parameters()).device
         trainable = [n for n, p in model.named_parameters()]
         names = trainable if params is None else list(params)
         unknown = sorted(set(names) - set(trainable))
@@ -113,7 +138,7 @@ class Objective:
 
     def load(self, state: Mapping[str, torch.Tensor]) -> Params:
         """Load a full state dict (parameters and buffers) and return the probed weights."""
-        self.module.model.load_state_dict({k: v.to(self.dtype) if v.is_floating_point() else v
+        self.module.model.load_state_dict({k: v.to(self.device, self.dtype) if v.is_floating_point() else v
                                            for k, v in state.items()})
         return self.weights()
 
@@ -122,7 +147,8 @@ class Objective:
 
     def _call(self, w: Params, batch: Any) -> torch.Tensor:
         # The math backend of scaled_dot_product_attention is the one with second derivatives.
-        with torch.random.fork_rng(devices=[]), sdpa_kernel([SDPBackend.MATH]):
+        devices = [self.device] if self.device.type == "cuda" else []  # dropout there draws from the device's RNG
+        with torch.random.fork_rng(devices=devices), sdpa_kernel([SDPBackend.MATH]):
             torch.manual_seed(self.seed)
             out = functional_call(self.module, self._full(w), (batch,))
         if out.ndim != 0:
@@ -214,6 +240,7 @@ class Objective:
 
     def describe(self) -> dict:
         """What defines this objective, to be stored next to every number measured on it."""
-        return {"mode": self.mode, "dtype": str(self.dtype).replace("torch.", ""), "seed": self.seed,
+        return {"mode": self.mode, "dtype": str(self.dtype).replace("torch.", ""), "device": str(self.device),
+                "seed": self.seed,
                 "n_batches": len(self.batches), "n_params": sum(self.module.model.get_parameter(n).numel()
                                                                 for n in self.names)}

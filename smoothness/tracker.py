@@ -83,7 +83,7 @@ class StepSmoothnessTracker:
         grads = [self._grad(params, part) for part in self.parts]
         flat = torch.stack([torch.cat([g.reshape(-1).double() for g in gs]) for gs in grads])
         k = len(grads)
-        estimate = estimate_from_gram((flat @ flat.T).numpy())
+        estimate = estimate_from_gram((flat @ flat.T).cpu().numpy())
         self._noise = {"grad_sq_unbiased": estimate.sq_norm, "grad_sq_unbiased_se": estimate.sq_norm_se,
                        "noise_trace": estimate.noise_trace / k}
         self._part_grads = grads
@@ -103,7 +103,7 @@ class StepSmoothnessTracker:
             g1 = _mean(after)
             diffs = torch.stack([torch.cat([(b - a).reshape(-1).double() for a, b in zip(g_before, g_after)])
                                  for g_before, g_after in zip(self._part_grads, after)])
-            fd_sq = estimate_from_gram((diffs @ diffs.T).numpy()).sq_norm
+            fd_sq = estimate_from_gram((diffs @ diffs.T).cpu().numpy()).sq_norm
             self._noise["fd_sq_unbiased"] = fd_sq / dw**2 if dw > 0 else float("nan")
             self._part_grads = None
         dg = math.sqrt(sum(float((b - a).double().pow(2).sum()) for a, b in zip(g0, g1)))

@@ -6,8 +6,10 @@ finite difference and the directional curvature, runs :func:`smoothness.probes.p
 returns a ``pandas.DataFrame`` with one row per (checkpoint, block). The settings that define the
 objective and the probes (mode, dtype, seed, batches, gammas, tolerance) are columns of every row.
 
-Checkpoints are probed in the order given, unless every one records a training step, in which case
-they are sorted by step. With ``out=`` the table is rewritten atomically after every checkpoint (a
+Checkpoints are probed in the order of their stored training steps, or, where some store none, of
+the numbers in their paths (:func:`trajectory_order`). Every checkpoint is validated before the
+first probe; then they are streamed, read again one at a time as they are probed, so that at
+most two (a checkpoint and the next) are held in memory. With ``out=`` the table is rewritten atomically after every checkpoint (a
 temporary file, then :func:`os.replace`), so a crash leaves the previous complete file; a rerun with
 the same settings skips the (checkpoint, next checkpoint) pairs the file already has.
 
@@ -41,7 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from smoothness.checkpoints import load_checkpoint, weights_file
-from smoothness.objective import Objective
+from smoothness.objective import Objective, resolve_device
 from smoothness.probes import interior_gammas, probe_point
 
 __all__ = ["probe_trajectory", "read_table", "write_table", "check_output_path", "table_lock",
@@ -69,6 +71,7 @@ COLUMNS = {
     "gammas": "interior points of the step where the finite difference is taken",
     "tol": "relative accuracy asked of the spectral norm",
     "blocks": "how the model was cut into blocks: tensor, layer or none",
+    "device": "where the probes ran (cpu, cuda:0, ...)",
     "seconds": "time spent probing this checkpoint",
     "block": "the block of the row: 'all' for the whole model, else a tensor or layer name",
     "n_params": "parameters in the block",
@@ -122,7 +125,7 @@ def _path_number(path: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
-def trajectory_order(loaded: list, paths: Sequence[Path]) -> list[int]:
+def trajectory_order(loaded: Sequence, paths: Sequence[Path]) -> list[int]:
     """The order in which to probe ``loaded`` checkpoints (each with a ``step`` attribute): by stored
     step when every checkpoint stores one; otherwise by the number in each path, numerically (with a
     warning), never by the order the paths came in (a shell glob puts ``checkpoint-100`` before
@@ -306,15 +309,30 @@ def _check_distinct(paths: Sequence[Path]) -> None:
         first[resolved] = path
 
 
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """A checkpoint of the trajectory, once validated: where it is, its step and its file identity.
+    Its tensors are read again when it is probed, so that at most two checkpoints are held at once."""
+
+    path: Path
+    step: int | None
+    identity: dict
+
+
 def probe_trajectory(
     model_factory: Callable[[], torch.nn.Module], loss_fn, batches: Any, checkpoints: Sequence[str | os.PathLike], *,
     gammas: Sequence[float] = interior_gammas(3), blocks: str | None = "tensor", hessian: bool = True,
     block_hessian: bool = False, block_curvature: bool = False, mode: str = "eval", dtype: torch.dtype | None = None,
     seed: int = 0, tol: float = 1e-3, max_hvp: int = 2000, out: str | os.PathLike | None = None,
     progress: bool | None = None, hvp_engine: str = "jvp", momentum: bool = True,
+    device: str | torch.device | None = None,
 ) -> pd.DataFrame:
     """Probe every checkpoint; see the module docstring. ``batches`` is one batch or a list of them;
-    ``momentum=False`` leaves optimizer states unread (no momentum norm)."""
+    ``momentum=False`` leaves optimizer states unread (no momentum norm); ``device`` is where the
+    model, the batches and the products live (``"cuda"``; default: where the factory builds the model).
+
+    Every checkpoint is read and validated first (a damaged last checkpoint fails now, not after
+    hours of probing), then read again when it is probed: at most two are in memory at any time."""
     if isinstance(model_factory, torch.nn.Module):
         raise TypeError("probe_trajectory takes a factory that builds the model, not the model: pass "
                         "lambda: MyModel(...) (each checkpoint is loaded into a fresh copy)")
@@ -324,44 +342,64 @@ def probe_trajectory(
     _check_distinct(paths)
     if out is not None:
         out = check_output_path(out, "probe table").resolve()  # a symlink: lock and write its target
-    model = model_factory()
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model_factory must return a torch.nn.Module, got {type(model).__name__}")
-    loaded = [(load_checkpoint(p, model, momentum=momentum), file_identity(p)) for p in paths]  # validate all first
-    order = trajectory_order([c for c, _ in loaded], paths)
-    if not all(c.step is not None for c, _ in loaded) and all(_path_number(p) is not None for p in paths):
-        loaded = [(dataclasses.replace(c, step=_path_number(p)) if c.step is None else c, ident)
-                  for (c, ident), p in zip(loaded, paths)]
-    loaded = [loaded[i] for i in order]
-    objective = Objective(model, loss_fn, batches, mode=mode, dtype=dtype, seed=seed)
-    settings = {**{k: v for k, v in objective.describe().items() if k in SETTINGS},
-                "gammas": json.dumps([round(g, 12) for g in gammas]), "tol": tol, "blocks": blocks or "none"}
-    run = dict(gammas=gammas, by=blocks, hessian=hessian, block_hessian=block_hessian,
-               block_curvature=block_curvature, tol=tol, max_hvp=max_hvp, seed=seed, hvp_engine=hvp_engine)
-    if out is None:
-        return _probe_all(objective, loaded, settings, run, progress, out=None, done=pd.DataFrame(), seen=set())
-    with table_lock(out):
-        done, seen = _resume(out, settings, {ident["resolved"]: ident for _, ident in loaded})
-        return _probe_all(objective, loaded, settings, run, progress, out=out, done=done, seen=seen)
+    resolve_device(device)  # a device this machine lacks is refused before anything is read
+    with table_lock(out) if out is not None else contextlib.nullcontext():
+        model = model_factory()
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model_factory must return a torch.nn.Module, got {type(model).__name__}")
+        entries = []
+        for p in tqdm(paths, disable=None if progress is None else not progress, delay=2, leave=False,
+                      desc="checking checkpoints", unit="ckpt"):
+            entries.append(_Entry(p, load_checkpoint(p, model, momentum=momentum).step, file_identity(p)))
+        order = trajectory_order(entries, paths)
+        if not all(e.step is not None for e in entries) and all(_path_number(p) is not None for p in paths):
+            entries = [dataclasses.replace(e, step=_path_number(e.path)) if e.step is None else e for e in entries]
+        entries = [entries[i] for i in order]
+        objective = Objective(model, loss_fn, batches, mode=mode, dtype=dtype, seed=seed, device=device)
+        settings = {**{k: v for k, v in objective.describe().items() if k in SETTINGS},
+                    "gammas": json.dumps([round(g, 12) for g in gammas]), "tol": tol, "blocks": blocks or "none"}
+        run = dict(gammas=gammas, by=blocks, hessian=hessian, block_hessian=block_hessian,
+                   block_curvature=block_curvature, tol=tol, max_hvp=max_hvp, seed=seed, hvp_engine=hvp_engine)
+        held = _Held(lambda path: load_checkpoint(path, model, momentum=momentum))
+        done, seen = pd.DataFrame(), set()
+        if out is not None:
+            done, seen = _resume(out, settings, {e.identity["resolved"]: e.identity for e in entries})
+        return _probe_all(objective, entries, held, settings, run, progress, out=out, done=done, seen=seen)
 
 
-def _probe_all(objective: Objective, loaded: list, settings: dict, run: dict, progress: bool | None, *,
-               out: Path | None, done: pd.DataFrame, seen: set) -> pd.DataFrame:
+class _Held:
+    """The checkpoints being probed, read on demand: asked for a pair, it lets go of every other."""
+
+    def __init__(self, load: Callable[[Path], Any]):
+        self.load, self.held = load, {}
+
+    def pair(self, path: Path, next_path: Path | None):
+        keep = {path} | ({next_path} if next_path is not None else set())
+        self.held = {p: c for p, c in self.held.items() if p in keep}
+        for p in keep:
+            if p not in self.held:
+                self.held[p] = self.load(p)
+        return self.held[path], self.held.get(next_path)
+
+
+def _probe_all(objective: Objective, entries: list[_Entry], held: _Held, settings: dict, run: dict,
+               progress: bool | None, *, out: Path | None, done: pd.DataFrame, seen: set) -> pd.DataFrame:
     """Probe each (checkpoint, next checkpoint) pair not in ``seen``, appending to ``done`` (and ``out``).
 
     A row of ``done`` for a checkpoint of this trajectory that is paired with another next checkpoint
     than now (the old last checkpoint, before checkpoints were added after it) is stale: it is
     dropped, with a warning, and the pair is probed again. Rows of checkpoints not given now are kept."""
     todo, current = [], set()
-    for i, (ckpt, ident) in enumerate(loaded):
-        nxt, next_ident = loaded[i + 1] if i + 1 < len(loaded) else (None, None)
-        identity = {**_row_identity(ident, "checkpoint"), **_row_identity(next_ident, "next_checkpoint")}
+    for i, entry in enumerate(entries):
+        nxt = entries[i + 1] if i + 1 < len(entries) else None
+        identity = {**_row_identity(entry.identity, "checkpoint"),
+                    **_row_identity(nxt.identity if nxt else None, "next_checkpoint")}
         key = _key([identity[c] for c in IDENTITY_COLUMNS])
         current.add(key)
         if key not in seen:
-            todo.append((ckpt, nxt, identity))
+            todo.append((entry, nxt, identity))
     if len(done):
-        given = {ident["resolved"] for _, ident in loaded}
+        given = {e.identity["resolved"] for e in entries}
         keys = [_key(values) for values in done[list(IDENTITY_COLUMNS)].itertuples(index=False)]
         stale = [k not in current and r in given for k, r in zip(keys, done["checkpoint_resolved"])]
         if any(stale):
@@ -369,17 +407,19 @@ def _probe_all(objective: Objective, loaded: list, settings: dict, run: dict, pr
                           "than now (checkpoints were added or removed): they are replaced", stacklevel=3)
             done = done[[not s for s in stale]].reset_index(drop=True)
     rows = [done] if len(done) else []
-    for ckpt, nxt, identity in tqdm(todo, disable=None if progress is None else not progress,
-                                    desc="probing checkpoints", unit="ckpt"):
+    for entry, nxt, identity in tqdm(todo, disable=None if progress is None else not progress,
+                                     desc="probing checkpoints", unit="ckpt"):
         start = time.perf_counter()
-        w_next = objective.load(nxt.model_state) if nxt is not None else None
+        ckpt, next_ckpt = held.pair(entry.path, nxt.path if nxt else None)
+        w_next = objective.load(next_ckpt.model_state) if next_ckpt is not None else None
         w = objective.load(ckpt.model_state)
-        momentum = ({n: m.to(objective.dtype) for n, m in ckpt.momentum.items()} if ckpt.momentum else None)
+        momentum = ({n: m.to(objective.device, objective.dtype) for n, m in ckpt.momentum.items()}
+                    if ckpt.momentum else None)
         point = probe_point(objective, w, w_next=w_next, momentum=momentum, **run)
-        meta = {"checkpoint": str(ckpt.path), "next_checkpoint": str(nxt.path) if nxt else "", **identity,
-                "step": ckpt.step,
+        meta = {"checkpoint": str(entry.path), "next_checkpoint": str(nxt.path) if nxt else "", **identity,
+                "step": entry.step,
                 "hvp_method": objective.hvp_method if run["hvp_engine"] == "jvp" else "double backward (one graph)",
-                **settings, "seconds": round(time.perf_counter() - start, 3)}
+                **settings, "device": str(objective.device), "seconds": round(time.perf_counter() - start, 3)}
         rows.append(pd.DataFrame([{**meta, **r} for r in point]).astype({c: "Int64" for c in INTEGER_COLUMNS}))
         if out is not None:
             write_table(pd.concat(rows, ignore_index=True), out)

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -162,3 +163,61 @@ def test_readme_command_line_example_runs_as_written(tmp_path):
         assert done.returncode == 0, f"{line}\n{done.stderr[-2000:]}"
     assert (tmp_path / "demo" / "smoothness.png").stat().st_size > 0
     assert len(read_table(tmp_path / "demo" / "probes.csv")["checkpoint"].unique()) == 6
+
+
+# ---- devices and streaming ---------------------------------------------------------------------
+
+def _devices():
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_float64_probes_agree_across_devices(run, device):
+    _, namespace, paths = run
+    kwargs = dict(blocks=None, dtype=torch.float64, tol=1e-8)
+    here = probe(namespace, paths[:3], **kwargs)
+    there = probe(namespace, paths[:3], device=device, **kwargs)
+    assert set(there["device"]) == {str(torch.device(device)) if device == "cpu" else f"{device}:0"}
+    for column in ("loss", "grad_norm", "momentum_norm", "fd_smoothness", "curvature", "hessian_norm"):
+        np.testing.assert_allclose(there[column], here[column], rtol=1e-9, atol=1e-12, err_msg=column)
+
+
+def test_devices_that_cannot_hold_a_probe_are_refused_before_anything_is_read(run, monkeypatch):
+    _, namespace, paths = run
+    monkeypatch.setattr(smoothness.trajectory, "load_checkpoint", lambda *a, **k: pytest.fail("read a checkpoint"))
+    with pytest.raises(ValueError, match="'meta' holds shapes without values"):
+        probe(namespace, paths, device="meta")
+    with pytest.raises(ValueError, match="not a device name"):
+        probe(namespace, paths, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            probe(namespace, paths, device="cuda")
+
+
+def test_checkpoints_are_streamed_two_at_a_time(run, monkeypatch):
+    import gc
+    import weakref
+
+    _, namespace, paths = run
+    alive, loads = [], []
+    original_load, original_probe = smoothness.trajectory.load_checkpoint, smoothness.trajectory.probe_point
+
+    def load(path, *args, **kwargs):
+        checkpoint = original_load(path, *args, **kwargs)
+        loads.append(Path(path).name)
+        alive.append(weakref.ref(checkpoint))
+        return checkpoint
+
+    def probe_point(*args, **kwargs):
+        gc.collect()
+        held.append(sum(ref() is not None for ref in alive))
+        return original_probe(*args, **kwargs)
+
+    held: list[int] = []
+    monkeypatch.setattr(smoothness.trajectory, "load_checkpoint", load)
+    monkeypatch.setattr(smoothness.trajectory, "probe_point", probe_point)
+    table = probe(namespace, paths[::-1], blocks=None, hessian=False)
+    assert table["step"].tolist() == [0, 2, 4, 6, 8]
+    assert max(held) == 2 and held[-1] == 1  # a checkpoint and its successor; the last alone
+    names = [p.name for p in paths]
+    assert loads == names[::-1] + names  # each validated once, then read once more when probed
