@@ -48,13 +48,13 @@ from typing import Mapping
 import torch
 import torch.distributed as dist
 
-from adams._checkpoint_files import (CheckpointError, read_metadata, safe_load_planner, safe_reader,
+from adams._checkpoint_files import (CHECKSUMS, CheckpointError, read_metadata, safe_load_planner, safe_reader,
                                      verify_checksums, write_checksums)
 from adams.memory import state_bytes
 from adams.optimizer import AdamS
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_metadata", "state_bytes_per_rank",
-           "CheckpointError"]
+           "CheckpointError", "CHECKSUMS"]
 
 _EXTRA_TYPES = (bool, int, float)
 

@@ -274,8 +274,7 @@ def _read_hf_folder(path: Path, model: torch.nn.Module, read_momentum: bool = Tr
 def _read_dcp_folder(path: Path, model: torch.nn.Module, read_momentum: bool = True) -> tuple[dict, dict | None, int | None]:
     """Weights, momentum (``exp_avg`` or ``momentum_buffer`` of each parameter) and the saved extra
     ``step`` of a sharded checkpoint written by :func:`adams.distributed.save_checkpoint`."""
-    from adams._checkpoint_files import CHECKSUMS
-    from adams.distributed import read_checkpoint
+    from adams.distributed import CHECKSUMS, read_checkpoint
 
     verify = (path / CHECKSUMS).exists()
     if not verify:

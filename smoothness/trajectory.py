@@ -374,7 +374,7 @@ class _Held:
         self.load, self.held = load, {}
 
     def pair(self, path: Path, next_path: Path | None):
-        keep = {path} | ({next_path} if next_path is not None else set())
+        keep = [path] + ([next_path] if next_path is not None else [])  # a list: read in trajectory order
         self.held = {p: c for p, c in self.held.items() if p in keep}
         for p in keep:
             if p not in self.held:
