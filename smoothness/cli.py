@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from smoothness.frontier import MIN_BOOT, frontier, frontier_band, trend_line
-from smoothness.objective import cross_entropy_loss
+from smoothness.objective import DEFAULT_ENGINE, cross_entropy_loss
 from smoothness.probes import GLOBAL, interior_gammas
 from smoothness.trajectory import check_output_path, columns_help, probe_trajectory, read_table
 
@@ -127,6 +127,7 @@ def _probe(args) -> int:
         block_hessian=args.block_hessian, block_curvature=args.block_curvature, mode=args.mode,
         dtype=getattr(torch, args.dtype) if args.dtype else None, seed=args.seed, tol=args.tol,
         out=args.out, progress=True, hvp_engine=args.hvp_engine, momentum=not args.no_momentum, device=args.device,
+        warm_start=not args.no_warm_start,
     )
     print(f"wrote {args.out}: {table['checkpoint'].nunique()} checkpoints, {len(table)} rows")
     print(noise_line(table))
@@ -233,9 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     "the factory builds the model)")
     p.add_argument("--seed", type=int, default=0, help="seed of dropout inside f and of the Lanczos start")
     p.add_argument("--tol", type=float, default=1e-3, help="relative accuracy of the spectral norm")
-    p.add_argument("--hvp-engine", choices=["jvp", "graph"], default="jvp",
-                   help="Hessian-vector products by forward-over-reverse (default) or by double backward through "
-                        "one stored gradient graph (faster on CPU, more memory)")
+    p.add_argument("--hvp-engine", choices=["graph", "jvp"], default=DEFAULT_ENGINE,
+                   help="Hessian-vector products by double backward through one stored gradient graph (default; "
+                        "the faster) or by forward-over-reverse (keeps no graph: less memory)")
+    p.add_argument("--no-warm-start", action="store_true",
+                   help="start every Lanczos run from a random vector, not from the previous checkpoint's "
+                        "eigenvector (more products; each row independent of the others)")
     p.set_defaults(run=_probe)
     for name, helptext, run in (("fit", "print the sample (L0, L1) frontier", _fit),
                                 ("plot", "draw local smoothness vs gradient and momentum norm", _plot)):

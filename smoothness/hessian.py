@@ -14,20 +14,23 @@ built column by column, since ARPACK needs more than a few dimensions.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
-from smoothness.objective import Objective, Params
+from smoothness.objective import DEFAULT_ENGINE, Objective, Params
 
 __all__ = ["SpectralNorm", "spectral_norm", "hessian_spectral_norm", "directional_curvature", "dense_hessian",
            "flatten", "unflatten"]
 
 DENSE_BELOW = 16
+#: the norm of the seeded random vector added to a warm start of unit norm
+WARM_START_NOISE = 0.1
 
 
 def flatten(p: Params) -> torch.Tensor:
@@ -53,74 +56,108 @@ class SpectralNorm:
     n_hvp: int
     tol: float
     method: str
+    warm_start: bool = False  # whether Lanczos started from a given vector (``start``)
+    #: the unit eigenvector (float32), to warm-start the next checkpoint; not part of :meth:`as_dict`
+    vector: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "vector"}
 
 
 def spectral_norm(
     objective: Objective, w: Params, *, tol: float = 1e-3, max_hvp: int = 2000, seed: int = 0,
-    engine: str = "jvp", ncv: int = 8,
+    engine: str = DEFAULT_ENGINE, ncv: int = 8, start: np.ndarray | None = None, progress: bool | None = None,
 ) -> SpectralNorm:
     """Largest-magnitude Hessian eigenvalue of ``objective`` at ``w`` (the block of the names in ``w``).
 
-    ``engine`` picks how products are taken (:meth:`Objective.hvp_operator`: ``"jvp"`` or
-    ``"graph"``); ``ncv`` is the number of Lanczos vectors ARPACK keeps (small values check for
+    ``engine`` picks how products are taken (:meth:`Objective.hvp_operator`: ``"graph"`` or
+    ``"jvp"``); ``ncv`` is the number of Lanczos vectors ARPACK keeps (small values check for
     convergence sooner; 8 needs about half the products of ARPACK's default 20 at ``tol=1e-3``).
+
+    ``start`` warm-starts Lanczos: a vector of the block's size, usually the ``vector`` of the result
+    at the previous checkpoint of a trajectory, whose Hessian is close. The start is that vector
+    plus a seeded random one of :data:`WARM_START_NOISE` times its norm: from an exact eigenvector
+    alone, Lanczos can settle on it although a larger one exists (``tests/smoothness``: 2.994 for
+    3.0). Like any Lanczos run with ``k=1``, a warm one can still stop on an eigenvalue within about
+    ``tol`` of the top one when the start leans towards it; the ``hessian_warm_start`` column of a
+    probe table records which rows were warm-started. ``progress`` shows a bar of the products taken
+    (None: only on a terminal, and only once a solve has run for a few seconds).
     """
     if not 0 < tol < 1:
         raise ValueError(f"tol must lie in (0, 1), got {tol}")
     n = sum(t.numel() for t in w.values())
     dtype, device = next(iter(w.values())).dtype, next(iter(w.values())).device
-    count = [0]
     product = objective.hvp_operator(w, engine)
+    bar = tqdm(disable=None if progress is None else not progress, delay=5, leave=False, unit="HVP",
+               desc=f"Lanczos, {n:,} weights")
+    count = [0]
 
     def matvec(x: np.ndarray) -> np.ndarray:
         count[0] += 1
+        bar.update()
         v = unflatten(torch.as_tensor(np.asarray(x, dtype=np.float64).ravel()).to(device, dtype), w)
         return flatten(product(v)).double().cpu().numpy()
 
-    if n < DENSE_BELOW:
-        H = np.stack([matvec(e) for e in np.eye(n)], axis=1)
-        evals, evecs = np.linalg.eigh((H + H.T) / 2)
-        i = int(np.argmax(np.abs(evals)))
-        lam, vec, converged = float(evals[i]), evecs[:, i], True
-    else:
-        op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-        v0 = np.random.default_rng(seed).standard_normal(n)
-        try:
-            # ARPACK's BLAS threads spin between calls and steal the cores the products run on
-            # (measured: 1.5x slower per product on 2 cores), so ARPACK gets one thread.
-            with threadpool_limits(limits=1, user_api="blas"):
-                evals, evecs = eigsh(op, k=1, which="LM", tol=tol, v0=v0, ncv=min(ncv, n - 1),
-                                     maxiter=max(1, max_hvp // max(1, ncv - 1)))
-            lam, vec, converged = float(evals[0]), evecs[:, 0], True
-        except ArpackNoConvergence as err:
-            if len(err.eigenvalues) == 0:
-                return SpectralNorm(float("nan"), float("nan"), False, float("nan"), count[0], tol, engine)
-            lam, vec, converged = float(err.eigenvalues[0]), err.eigenvectors[:, 0], False
-    n_used = count[0]
-    hv = matvec(vec)  # one more product to report the residual honestly
+    with bar:
+        if n < DENSE_BELOW:
+            H = np.stack([matvec(e) for e in np.eye(n)], axis=1)
+            evals, evecs = np.linalg.eigh((H + H.T) / 2)
+            i = int(np.argmax(np.abs(evals)))
+            lam, vec, converged = float(evals[i]), evecs[:, i], True
+        else:
+            op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+            v0 = _start_vector(n, seed, start)
+            try:
+                # ARPACK's BLAS threads spin between calls and steal the cores the products run on
+                # (measured: 1.5x slower per product on 2 cores), so ARPACK gets one thread.
+                with threadpool_limits(limits=1, user_api="blas"):
+                    evals, evecs = eigsh(op, k=1, which="LM", tol=tol, v0=v0, ncv=min(ncv, n - 1),
+                                         maxiter=max(1, max_hvp // max(1, ncv - 1)))
+                lam, vec, converged = float(evals[0]), evecs[:, 0], True
+            except ArpackNoConvergence as err:
+                if len(err.eigenvalues) == 0:
+                    return SpectralNorm(float("nan"), float("nan"), False, float("nan"), count[0], tol, engine,
+                                        start is not None)
+                lam, vec, converged = float(err.eigenvalues[0]), err.eigenvectors[:, 0], False
+        n_used = count[0]
+        hv = matvec(vec)  # one more product to report the residual honestly
     residual = float(np.linalg.norm(hv - lam * vec) / max(abs(lam), np.finfo(float).tiny))
-    method = objective.hvp_method if engine == "jvp" else "double backward (one graph)"
-    return SpectralNorm(abs(lam), lam, converged, residual, n_used + 1, tol, method)
+    method = objective.engine_method(engine)
+    # float32 is plenty for a start vector and halves what a trajectory keeps between checkpoints
+    return SpectralNorm(abs(lam), lam, converged, residual, n_used + 1, tol, method, start is not None,
+                        vec.astype(np.float32))
+
+
+def _start_vector(n: int, seed: int, start: np.ndarray | None) -> np.ndarray:
+    """Lanczos's start: seeded Gaussian, or ``start`` with a little of it mixed in."""
+    noise = np.random.default_rng(seed).standard_normal(n)
+    if start is None:
+        return noise
+    start = np.asarray(start, dtype=np.float64).ravel()
+    if start.shape != (n,):
+        raise ValueError(f"start has {start.size} entries, the block has {n} weights")
+    norm = np.linalg.norm(start)
+    if not np.isfinite(norm) or norm == 0:
+        raise ValueError("start must be a finite, non-zero vector")
+    return start / norm + WARM_START_NOISE * noise / np.linalg.norm(noise)
 
 
 def hessian_spectral_norm(
     model: torch.nn.Module, loss_fn, batch: Any, *, params=None, mode: str = "eval",
-    dtype: torch.dtype | None = None, tol: float = 1e-3, max_hvp: int = 2000, seed: int = 0, engine: str = "jvp",
-    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None, tol: float = 1e-3, max_hvp: int = 2000, seed: int = 0,
+    engine: str = DEFAULT_ENGINE, device: str | torch.device | None = None, progress: bool | None = None,
 ) -> SpectralNorm:
     """Spectral norm of the Hessian of ``loss_fn(model, batch)`` at the model's current weights.
 
     ``params`` (parameter names) restricts it to that diagonal block; ``batch`` may be a list of
     batches (f is their mean). See :class:`smoothness.objective.Objective` for mode, dtype and seed.
     """
-    objective = Objective(model, loss_fn, batch, mode=mode, dtype=dtype, seed=seed, params=params)
-    return spectral_norm(objective, objective.weights(), tol=tol, max_hvp=max_hvp, seed=seed, engine=engine)
+    objective = Objective(model, loss_fn, batch, mode=mode, dtype=dtype, seed=seed, params=params, device=device)
+    return spectral_norm(objective, objective.weights(), tol=tol, max_hvp=max_hvp, seed=seed, engine=engine,
+                         progress=progress)
 
 
-def directional_curvature(objective: Objective, w: Params, d: Params, *, engine: str = "jvp") -> float:
+def directional_curvature(objective: Objective, w: Params, d: Params, *, engine: str = DEFAULT_ENGINE) -> float:
     """d^T H d / |d|^2 at ``w`` (one Hessian-vector product, taken by ``engine``); NaN for d = 0."""
     dd = sum(float((t * t).sum()) for t in d.values())
     if dd == 0:

@@ -31,11 +31,14 @@ from torch import nn
 from torch.func import functional_call, grad, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-__all__ = ["Objective", "Params", "cross_entropy_loss", "resolve_device"]
+__all__ = ["Objective", "Params", "cross_entropy_loss", "resolve_device", "DEFAULT_ENGINE"]
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 MODES = ("train", "eval")
+#: how Hessian-vector products are taken unless told otherwise: ``"graph"`` was the faster engine on
+#: every model of ``benchmarks/smoothness_probe.py`` (CPU); ``"jvp"`` keeps no graph between products
+DEFAULT_ENGINE = "graph"
 
 
 
@@ -189,7 +192,11 @@ class Objective:
         self.evaluations["hvp"] += len(self.batches)
         return {n: t / len(self.batches) for n, t in out.items()}
 
-    def hvp_operator(self, w: Params, engine: str = "jvp"):
+    def engine_method(self, engine: str) -> str:
+        """How ``engine`` takes its products here (the ``hvp_method`` column of a probe table)."""
+        return self.hvp_method if engine == "jvp" else "double backward (one graph)"
+
+    def hvp_operator(self, w: Params, engine: str = DEFAULT_ENGINE):
         """A function v -> H(w) v for many products at one point.
 
         ``engine="jvp"``: :meth:`hvp` (forward-over-reverse, recomputed per product).

@@ -24,11 +24,12 @@ from __future__ import annotations
 import math
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from smoothness.hessian import directional_curvature, spectral_norm
 from smoothness.noise import estimate_from_gram, gram
-from smoothness.objective import Objective, Params
+from smoothness.objective import DEFAULT_ENGINE, Objective, Params
 
 __all__ = ["blocks", "interior_gammas", "probe_point", "GLOBAL", "NOISE_COLUMNS", "NOISE_MIN_BATCHES"]
 
@@ -69,13 +70,19 @@ def probe_point(
     objective: Objective, w: Params, *, w_next: Params | None = None, momentum: Mapping[str, torch.Tensor] | None = None,
     gammas: Sequence[float] = interior_gammas(3), by: str | None = None, hessian: bool = True,
     block_hessian: bool = False, block_curvature: bool = False, tol: float = 1e-3, max_hvp: int = 2000,
-    seed: int = 0, hvp_engine: str = "jvp",
+    seed: int = 0, hvp_engine: str = DEFAULT_ENGINE, warm_start: dict[str, np.ndarray] | None = None,
+    progress: bool | None = None,
 ) -> list[dict]:
     """All probes at ``w``; one dict per block (``block = "all"`` first). Missing values are NaN.
 
     ``hvp_engine`` is how Hessian-vector products are taken (:meth:`Objective.hvp_operator`):
-    ``"jvp"`` (forward-over-reverse) or ``"graph"`` (double backward through one stored gradient
-    graph, about 2x faster on CPU for transformers, at the memory cost of that graph).
+    ``"graph"`` (double backward through one stored gradient graph, the faster on CPU, at the
+    memory cost of that graph) or ``"jvp"`` (forward-over-reverse, recomputed per product).
+
+    ``warm_start`` carries the spectral norms' eigenvectors along a trajectory: a dict from block
+    name to the top eigenvector found at the previous point, used as that block's Lanczos start
+    (:func:`smoothness.hessian.spectral_norm`) and replaced by this point's. Pass the same dict to
+    consecutive points; ``{}`` at the first. ``progress`` is passed to the eigensolver's bar.
     """
     if any(not 0 < g <= 1 for g in gammas):
         raise ValueError(f"gammas must lie in (0, 1], got {tuple(gammas)}")
@@ -126,14 +133,17 @@ def probe_point(
 
     for b, ns in groups.items():
         if (b == GLOBAL and hessian) or (b != GLOBAL and block_hessian):
+            start = warm_start.get(b) if warm_start is not None else None
             result = spectral_norm(objective, {n: w[n] for n in ns}, tol=tol, max_hvp=max_hvp, seed=seed,
-                                   engine=hvp_engine)
+                                   engine=hvp_engine, start=start, progress=progress)
+            if warm_start is not None and result.vector is not None and result.converged:
+                warm_start[b] = result.vector
             rows[b].update(hessian_norm=result.value, hessian_eigenvalue=result.eigenvalue,
                            hessian_converged=result.converged, hessian_residual=result.residual,
-                           hessian_n_hvp=result.n_hvp)
+                           hessian_n_hvp=result.n_hvp, hessian_warm_start=result.warm_start)
         else:
             rows[b].update(hessian_norm=nan, hessian_eigenvalue=nan, hessian_converged=False,
-                           hessian_residual=nan, hessian_n_hvp=0)
+                           hessian_residual=nan, hessian_n_hvp=0, hessian_warm_start=False)
     for b in groups:
         rows[b].setdefault("loss", nan)
     return list(rows.values())

@@ -43,7 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from smoothness.checkpoints import load_checkpoint, weights_file
-from smoothness.objective import Objective, resolve_device
+from smoothness.objective import DEFAULT_ENGINE, Objective, resolve_device
 from smoothness.probes import interior_gammas, probe_point
 
 __all__ = ["probe_trajectory", "read_table", "write_table", "check_output_path", "table_lock",
@@ -93,6 +93,7 @@ COLUMNS = {
     "hessian_converged": "whether Lanczos reached the tolerance",
     "hessian_residual": "Lanczos residual of the eigenpair",
     "hessian_n_hvp": "Hessian-vector products the spectral norm took",
+    "hessian_warm_start": "whether Lanczos started from the previous checkpoint's eigenvector",
 }
 
 
@@ -324,12 +325,15 @@ def probe_trajectory(
     gammas: Sequence[float] = interior_gammas(3), blocks: str | None = "tensor", hessian: bool = True,
     block_hessian: bool = False, block_curvature: bool = False, mode: str = "eval", dtype: torch.dtype | None = None,
     seed: int = 0, tol: float = 1e-3, max_hvp: int = 2000, out: str | os.PathLike | None = None,
-    progress: bool | None = None, hvp_engine: str = "jvp", momentum: bool = True,
-    device: str | torch.device | None = None,
+    progress: bool | None = None, hvp_engine: str = DEFAULT_ENGINE, momentum: bool = True,
+    device: str | torch.device | None = None, warm_start: bool = True,
 ) -> pd.DataFrame:
     """Probe every checkpoint; see the module docstring. ``batches`` is one batch or a list of them;
     ``momentum=False`` leaves optimizer states unread (no momentum norm); ``device`` is where the
     model, the batches and the products live (``"cuda"``; default: where the factory builds the model).
+    ``warm_start`` starts each spectral norm's Lanczos from the eigenvector found at the checkpoint
+    probed before (column ``hessian_warm_start``); ``False`` starts every one from a seeded random
+    vector, which makes each row independent of the others.
 
     Every checkpoint is read and validated first (a damaged last checkpoint fails now, not after
     hours of probing), then read again when it is probed: at most two are in memory at any time."""
@@ -359,7 +363,8 @@ def probe_trajectory(
         settings = {**{k: v for k, v in objective.describe().items() if k in SETTINGS},
                     "gammas": json.dumps([round(g, 12) for g in gammas]), "tol": tol, "blocks": blocks or "none"}
         run = dict(gammas=gammas, by=blocks, hessian=hessian, block_hessian=block_hessian,
-                   block_curvature=block_curvature, tol=tol, max_hvp=max_hvp, seed=seed, hvp_engine=hvp_engine)
+                   block_curvature=block_curvature, tol=tol, max_hvp=max_hvp, seed=seed, hvp_engine=hvp_engine,
+                   warm_start={} if warm_start else None, progress=progress)
         held = _Held(lambda path: load_checkpoint(path, model, momentum=momentum))
         done, seen = pd.DataFrame(), set()
         if out is not None:
@@ -418,7 +423,7 @@ def _probe_all(objective: Objective, entries: list[_Entry], held: _Held, setting
         point = probe_point(objective, w, w_next=w_next, momentum=momentum, **run)
         meta = {"checkpoint": str(entry.path), "next_checkpoint": str(nxt.path) if nxt else "", **identity,
                 "step": entry.step,
-                "hvp_method": objective.hvp_method if run["hvp_engine"] == "jvp" else "double backward (one graph)",
+                "hvp_method": objective.engine_method(run["hvp_engine"]),
                 **settings, "device": str(objective.device), "seconds": round(time.perf_counter() - start, 3)}
         rows.append(pd.DataFrame([{**meta, **r} for r in point]).astype({c: "Int64" for c in INTEGER_COLUMNS}))
         if out is not None:

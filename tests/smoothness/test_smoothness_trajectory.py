@@ -73,6 +73,17 @@ def test_probe_trajectory_table_has_every_quantity_and_its_settings(run):
     assert (table["n_batches"] == 2).all() and (table["mode"] == "eval").all()
 
 
+def test_spectral_norms_are_warm_started_from_the_checkpoint_before(run):
+    _, namespace, paths = run
+    warm = probe(namespace, paths, blocks="tensor", block_hessian=True, tol=1e-6)
+    cold = probe(namespace, paths, blocks="tensor", block_hessian=True, tol=1e-6, warm_start=False)
+    first = warm["step"] == 0
+    assert not warm.loc[first, "hessian_warm_start"].any() and warm.loc[~first, "hessian_warm_start"].all()
+    assert not cold["hessian_warm_start"].any()
+    np.testing.assert_allclose(warm["hessian_norm"], cold["hessian_norm"], rtol=1e-5)
+    assert warm["hessian_n_hvp"].sum() < cold["hessian_n_hvp"].sum()
+
+
 def test_rerun_skips_done_checkpoints_and_new_ones_extend_the_table(run, monkeypatch):
     tmp_path, namespace, paths = run
     out = tmp_path / "probes.csv"
