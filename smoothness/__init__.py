@@ -12,7 +12,8 @@ array([5., 2.])
 Modules: :mod:`~smoothness.objective` (the function being probed), :mod:`~smoothness.hessian`
 (Hessian-vector products, spectral norm), :mod:`~smoothness.probes` (all probes at one point),
 :mod:`~smoothness.frontier` (fitting (L0, L1)), :mod:`~smoothness.checkpoints` (safe loading),
-:mod:`~smoothness.trajectory` (a whole run into one table), and the command line
+:mod:`~smoothness.trajectory` (a whole run into one table), :mod:`~smoothness.spectrum` (Hessian
+trace and spectral density, with the optional ``curvature`` extra), and the command line
 (``python -m smoothness --help``).
 """
 from smoothness.checkpoints import Checkpoint, CheckpointError, load_checkpoint
