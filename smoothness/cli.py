@@ -127,7 +127,7 @@ def _probe(args) -> int:
         block_hessian=args.block_hessian, block_curvature=args.block_curvature, mode=args.mode,
         dtype=getattr(torch, args.dtype) if args.dtype else None, seed=args.seed, tol=args.tol,
         out=args.out, progress=True, hvp_engine=args.hvp_engine, momentum=not args.no_momentum, device=args.device,
-        warm_start=not args.no_warm_start,
+        warm_start=args.warm_start,
     )
     print(f"wrote {args.out}: {table['checkpoint'].nunique()} checkpoints, {len(table)} rows")
     print(noise_line(table))
@@ -237,9 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--hvp-engine", choices=["graph", "jvp"], default=DEFAULT_ENGINE,
                    help="Hessian-vector products by double backward through one stored gradient graph (default; "
                         "the faster) or by forward-over-reverse (keeps no graph: less memory)")
-    p.add_argument("--no-warm-start", action="store_true",
-                   help="start every Lanczos run from a random vector, not from the previous checkpoint's "
-                        "eigenvector (more products; each row independent of the others)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="start each Lanczos run from the previous checkpoint's eigenvector (fewer products where "
+                        "the top eigenvalues are close or --tol is tight; rows then depend on the order probed)")
     p.set_defaults(run=_probe)
     for name, helptext, run in (("fit", "print the sample (L0, L1) frontier", _fit),
                                 ("plot", "draw local smoothness vs gradient and momentum norm", _plot)):

@@ -326,14 +326,17 @@ def probe_trajectory(
     block_hessian: bool = False, block_curvature: bool = False, mode: str = "eval", dtype: torch.dtype | None = None,
     seed: int = 0, tol: float = 1e-3, max_hvp: int = 2000, out: str | os.PathLike | None = None,
     progress: bool | None = None, hvp_engine: str = DEFAULT_ENGINE, momentum: bool = True,
-    device: str | torch.device | None = None, warm_start: bool = True,
+    device: str | torch.device | None = None, warm_start: bool = False,
 ) -> pd.DataFrame:
     """Probe every checkpoint; see the module docstring. ``batches`` is one batch or a list of them;
     ``momentum=False`` leaves optimizer states unread (no momentum norm); ``device`` is where the
     model, the batches and the products live (``"cuda"``; default: where the factory builds the model).
-    ``warm_start`` starts each spectral norm's Lanczos from the eigenvector found at the checkpoint
-    probed before (column ``hessian_warm_start``); ``False`` starts every one from a seeded random
-    vector, which makes each row independent of the others.
+    ``warm_start=True`` starts each spectral norm's Lanczos from the eigenvector found at the
+    checkpoint probed before (column ``hessian_warm_start``). Off by default: each row is then
+    independent of the others, and on a GPT trained with AdamS a warm start saved only 2% of the
+    products at ``tol=1e-3`` (4% at 1e-5; ``benchmarks/smoothness_probe.py``), because from a random
+    start Lanczos with 8 vectors already meets the tolerance at its first or second check for most
+    blocks. It pays where cold runs restart many times: close top eigenvalues, tight tolerances.
 
     Every checkpoint is read and validated first (a damaged last checkpoint fails now, not after
     hours of probing), then read again when it is probed: at most two are in memory at any time."""

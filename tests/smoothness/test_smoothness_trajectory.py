@@ -75,8 +75,8 @@ def test_probe_trajectory_table_has_every_quantity_and_its_settings(run):
 
 def test_spectral_norms_are_warm_started_from_the_checkpoint_before(run):
     _, namespace, paths = run
-    warm = probe(namespace, paths, blocks="tensor", block_hessian=True, tol=1e-6)
-    cold = probe(namespace, paths, blocks="tensor", block_hessian=True, tol=1e-6, warm_start=False)
+    warm = probe(namespace, paths, blocks="tensor", block_hessian=True, tol=1e-6, warm_start=True)
+    cold = probe(namespace, paths, blocks="tensor", block_hessian=True, tol=1e-6)
     first = warm["step"] == 0
     assert not warm.loc[first, "hessian_warm_start"].any() and warm.loc[~first, "hessian_warm_start"].all()
     assert not cold["hessian_warm_start"].any()
@@ -152,6 +152,12 @@ def test_command_line_probe_fit_plot(run):
     done = subprocess.run(probe_cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "5 checkpoints" in done.stdout
+    table = read_table(out)
+    assert (table["hvp_method"] == "double backward (one graph)").all() and not table["hessian_warm_start"].any()
+    warm = subprocess.run(probe_cmd[:-1] + ["none", "--warm-start", "--out", str(tmp_path / "warm.csv")], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert warm.returncode == 0, warm.stderr
+    assert read_table(tmp_path / "warm.csv")["hessian_warm_start"].tolist() == [False] + [True] * 4
     fit = subprocess.run(env_cmd + ["fit", str(out), "--json", str(tmp_path / "fit.json")], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=300)
     assert fit.returncode == 0, fit.stderr
