@@ -1,6 +1,6 @@
 """Cost and accuracy of the smoothness probes, against PyHessian, curvlinops and dense answers.
 
-    python benchmarks/smoothness_probe.py            # about 6 minutes (the 1M-parameter case dominates)
+    python benchmarks/smoothness_probe.py            # about 8 minutes (the 1M-parameter case dominates)
     python benchmarks/smoothness_probe.py --quick    # small models only, about a minute
     python benchmarks/smoothness_probe.py --out /tmp/probe.json
 

@@ -11,9 +11,12 @@ deterministic function). All of it is recorded in :meth:`Objective.describe`.
 are dicts ``name -> tensor`` over the parameters being probed (all trainable parameters by default;
 a subset gives the corresponding block of gradient and Hessian, the others held fixed).
 
-Hessian-vector products use forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``; when
-an operation lacks a forward-mode rule, :meth:`Objective.hvp` falls back to double backward
-(``torch.autograd.grad`` twice) and says so in ``hvp_method``. Decoupled weight decay is not part of
+Hessian-vector products come from one of two engines (:meth:`Objective.hvp_operator`). ``"graph"``,
+the default, builds the gradient's graph once at a point and takes each product as one more
+backward pass through it (double backward): the faster on CPU, at the memory of that graph.
+``"jvp"`` is forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad`` (:meth:`Objective.hvp`),
+recomputed per product and keeping nothing between them; when an operation lacks a forward-mode
+rule it falls back to double backward and says so in ``hvp_method``. Decoupled weight decay is not part of
 f: only the loss is. Attention written with ``torch.nn.functional.scaled_dot_product_attention`` is
 evaluated with its math backend, the one that has second derivatives on CPU.
 
