@@ -83,12 +83,12 @@ def _coefficients(hyper: Hyper, device: torch.device) -> Tensor:
     return host.to(device, non_blocking=True)
 
 
-def _layout(params: Sequence[Tensor], grads, exp_avgs, state_steps, block: int):
+def _layout(params: Sequence[Tensor], grads, exp_avgs, counter_addresses: Sequence[int], block: int):
     """The kernel's tables: per tensor (w, g, m, counter addresses, size); per program (tensor, start)."""
     rows, tensor_of, start_of = [], [], []
-    for i, (p, g, m, s) in enumerate(zip(params, grads, exp_avgs, state_steps)):
+    for i, (p, g, m, s) in enumerate(zip(params, grads, exp_avgs, counter_addresses)):
         n = p.numel()
-        rows.append([p.data_ptr(), g.data_ptr(), m.data_ptr(), s.data_ptr(), n])
+        rows.append([p.data_ptr(), g.data_ptr(), m.data_ptr(), s, n])
         starts = range(0, n, block)
         tensor_of.extend([i] * len(starts))
         start_of.extend(starts)
@@ -112,21 +112,25 @@ def _check(params, grads, exp_avgs, state_steps) -> tuple[torch.device, torch.dt
                 raise ValueError(f"{name} {i} has shape {tuple(t.shape)}, param {i} {tuple(p.shape)}")
             if not t.is_contiguous():
                 raise ValueError(f"{name} {i} is not contiguous")
-        if not (isinstance(s, Tensor) and s.dtype == torch.float32 and s.numel() == 1 and s.device == device):
+        if not (isinstance(s, Tensor) and s.dtype == torch.float32 and s.numel() == 1
+                and s.device in (device, torch.device("cpu"))):
             what = f"{s.dtype} {tuple(s.shape)} on {s.device}" if isinstance(s, Tensor) else type(s).__name__
-            raise ValueError(f"state_steps {i} must be a float32 one-element tensor on {device}, got {what}")
+            raise ValueError(f"state_steps {i} must be a float32 one-element tensor on {device} or the CPU, got {what}")
     return device, dtype
 
 
 def triton_adams_(
     params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[Tensor], state_steps: Sequence[Tensor],
     *, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, bias_correction: bool = True,
-    maximize: bool = False, skip_nonfinite: bool = False,
+    maximize: bool = False, skip_nonfinite: bool = False, stage_counters: bool | None = None,
 ) -> Tensor | None:
     """One AdamS step in place on tensors of one device and dtype, counters incremented.
 
     ``state_steps[i]`` holds the steps tensor ``i`` has taken (float32, one element, on the
-    tensors' device). With ``skip_nonfinite=True`` nothing is written when any gradient holds a NaN
+    tensors' device, or on the CPU as ``torch.optim`` keeps them: their values are then staged to the
+    device without waiting, and incremented on the CPU; ``stage_counters=True`` stages counters
+    that are already on the device, which the tests use to run that path on CPU tensors). With
+    ``skip_nonfinite=True`` nothing is written when any gradient holds a NaN
     or an infinity, and the returned 0-d int32 device tensor is 1 if the step was taken (read it
     when convenient: reading it waits for the device). Raises ``ValueError`` for unusable tensors
     and :class:`TritonUnavailable` where Triton cannot run, before anything is written."""
@@ -139,11 +143,19 @@ def triton_adams_(
         raise TritonUnavailable(reason)
     kernel, tl = _kernel()
     block = BLOCK["cuda" if device.type == "cuda" else "cpu"]
-    rows, tensor_of, start_of = _layout(params, grads, exp_avgs, state_steps, block)
+    pin = device.type == "cuda"
+    if stage_counters is None:
+        stage_counters = any(c.device != device for c in state_steps)
+    if stage_counters:  # one float32 array of the counts on the device
+        staged = torch.stack([c.reshape(()) for c in state_steps])
+        staged = (staged.pin_memory() if pin and staged.is_cpu else staged).to(device, non_blocking=True).clone()
+        addresses = [staged.data_ptr() + 4 * i for i in range(len(state_steps))]
+    else:
+        addresses = [c.data_ptr() for c in state_steps]
+    rows, tensor_of, start_of = _layout(params, grads, exp_avgs, addresses, block)
     if not tensor_of:  # only empty tensors: count the step, nothing to update
         torch._foreach_add_(list(state_steps), 1.0)
         return torch.ones((), dtype=torch.int32, device=device) if skip_nonfinite else None
-    pin = device.type == "cuda"
     table, tensor_of, start_of = (torch.tensor(x, dtype=torch.int64, pin_memory=pin).to(device, non_blocking=True)
                                   for x in (rows, tensor_of, start_of))
     take = None
@@ -159,7 +171,9 @@ def triton_adams_(
     )
     if take is None:
         torch._foreach_add_(list(state_steps), 1.0)
-    else:
+    elif all(c.device == device for c in state_steps):
         torch._foreach_add_(list(state_steps), take.to(torch.float32))
+    elif bool(take):  # counters on the CPU: this reads the flag, which waits for the device
+        torch._foreach_add_(list(state_steps), 1.0)
     torch.autograd.graph.increment_version([*params, *exp_avgs])
     return take

@@ -12,7 +12,7 @@ form). One step, per coordinate:
     m_t &= \beta_1 m_{t-1} + (1 - \beta_1)\, g_t \\
     w &\leftarrow w - \eta\, (m_t / c_t) / (\sqrt{\nu_t} + \epsilon)
 
-Three implementations of the same function live here and in :mod:`adams._fused`:
+The same function is implemented here, in :mod:`adams._fused` and in :mod:`adams._triton`:
 
 * :func:`adams_update` — pure (returns new tensors, mutates nothing); the readable version, also
   usable under ``torch.func``. :func:`adams_tensor_` applies it to one tensor in place (the for-loop
@@ -21,6 +21,8 @@ Three implementations of the same function live here and in :mod:`adams._fused`:
 * :func:`fused_adams_` (from :mod:`adams._fused`) — one pass over memory in a compiled CPU kernel,
   which also increments the step counters; :func:`fused_available` says whether it can be built
   here and why not.
+* ``impl="triton"`` (:mod:`adams._triton`) — the same single pass on GPUs, one Triton launch per
+  device and dtype (on CPU tensors only under Triton's interpreter, as the tests run it).
 
 :func:`adams` is the entry point the optimizer calls: it replaces distributed tensors (``DTensor``, as
 FSDP2 makes them) by the shards this process holds, views complex tensors as real pairs, groups
@@ -46,7 +48,7 @@ __all__ = ["Hyper", "adams", "adams_update", "adams_tensor_", "adams_foreach_", 
            "local_tensors", "check_hyperparameters", "check_tensors", "check_layout", "check_overlap", "check_steps",
            "fused_calls", "run_fused", "fused_adams_", "fused_available"]
 
-Impl = Literal["forloop", "foreach", "fused"]
+Impl = Literal["forloop", "foreach", "fused", "triton"]
 
 # 16-bit parameters are updated with float32 arithmetic and rounded once when written back.
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -345,8 +347,8 @@ def adams(
             "params, grads, exp_avgs and state_steps must have the same length, got "
             f"{len(params)}, {len(grads)}, {len(exp_avgs)}, {len(state_steps)}"
         )
-    if impl not in ("forloop", "foreach", "fused"):
-        raise ValueError(f"impl must be 'forloop', 'foreach' or 'fused', got {impl!r}")
+    if impl not in ("forloop", "foreach", "fused", "triton"):
+        raise ValueError(f"impl must be 'forloop', 'foreach', 'fused' or 'triton', got {impl!r}")
     hyper = Hyper(lr, beta1, beta2, eps, weight_decay, bias_correction, maximize)  # checked when made
     params, grads, exp_avgs = local_tensors(params, grads, exp_avgs)
     check_tensors(params, grads, exp_avgs)
@@ -388,6 +390,16 @@ def apply_checked(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tens
     """
     if impl == "fused":
         run_fused(fused_calls(params, grads, exp_avgs, state_steps, overlap_checked=True), hyper)
+        return
+    if impl == "triton":  # one launch per (device, dtype); the kernel's caller increments the counters
+        from adams._triton import triton_adams_
+
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, p in enumerate(params):
+            groups[(p.device, p.dtype)].append(i)
+        for index in groups.values():
+            triton_adams_(*([ts[i] for i in index] for ts in (params, grads, exp_avgs, state_steps)),
+                          **hyper.as_kwargs())
         return
 
     steps = [t + 1 for t in counts]

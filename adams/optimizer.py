@@ -77,8 +77,10 @@ class AdamS(torch.optim.Optimizer):
             set, the fused kernel is used when it is built and accepts the tensors (plain dense
             contiguous CPU tensors), and the foreach path otherwise; with ``fused=True`` a
             fallback to foreach comes with a warning that says why;
-            ``foreach=False, fused=False`` selects the readable for-loop path. All three compute
-            the same function (tested to 1e-12 in float64 and 1e-6 in float32).
+            ``foreach=False, fused=False`` selects the readable for-loop path. On a GPU with
+            Triton installed (the ``triton`` extra) the default (and ``fused=True``) is the
+            single-pass Triton kernel (:mod:`adams._triton`), one launch per dtype. All paths
+            compute the same function (tested to 1e-12 in float64 and 1e-6 in float32).
         nonfinite: ``None`` (default: no check, as in ``torch.optim``), ``"raise"`` to raise
             :class:`FloatingPointError` when any gradient holds a NaN or an infinity, or
             ``"skip"`` to skip the whole step, leaving every parameter and all state untouched
@@ -261,7 +263,9 @@ class AdamS(torch.optim.Optimizer):
             tensors = F.local_tensors(params, grads, list(map(_get_exp_avg, states)))
             steps = list(map(_get_step, states))
             impl, calls = self._impl(group), None
-            if impl == "fused":
+            if _use_triton(group, tensors[0], impl):
+                impl = "triton"
+            elif impl == "fused":
                 try:  # the kernel's own checks of layout, dtype and counters, for every group first
                     calls = F.fused_calls(*tensors, steps, overlap_checked=True)
                 except _fused.Rejected as rejected:
@@ -329,6 +333,28 @@ class AdamS(torch.optim.Optimizer):
         if fused:
             _warn(f"AdamS: fused path unavailable ({_fused.fused_available()[1]}); using foreach")
         return "foreach"
+
+
+def _use_triton(group: dict, params: list[Tensor], impl: F.Impl) -> bool:
+    """Whether a group takes the Triton kernel: its tensors are on a GPU (or on the CPU with Triton's
+    interpreter on and no compiled CPU kernel), it did not ask for foreach or the for-loop, and
+    Triton can run there (:func:`adams._triton.triton_available`)."""
+    if not params or group["foreach"] or group["fused"] is False or impl == "forloop":
+        return False
+    device = params[0].device
+    if device.type == "cpu" and impl == "fused":  # the compiled CPU kernel is there: it is faster
+        return False
+    if device.type == "cpu" and not _triton_interpreting():
+        return False
+    from adams import _triton
+
+    return all(p.device == device for p in params) and _triton.triton_available(device)[0]
+
+
+def _triton_interpreting() -> bool:
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 _LIBRARIES = (str(Path(torch.__file__).parent), str(Path(__file__).parent))

@@ -58,3 +58,26 @@ def test_smoothness_probe_benchmark_quick(tmp_path, capsys):
     warm = result["warm_start"]
     assert warm["all_converged"] and warm["products_cold"] > 0 and warm["products_warm"] > 0
     assert warm["max_rel_difference"] < 1e-2
+
+
+def test_gpu_check_says_when_there_is_no_gpu_and_runs_its_paths_under_the_interpreter(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("triton", reason="the Triton kernel comes with the [triton] extra")
+    import torch
+
+    gpu_check = load("gpu_check")
+    if not torch.cuda.is_available():
+        assert gpu_check.main(["--out", str(tmp_path / "none.json")]) == 2
+        assert "CUDA is not available" in capsys.readouterr().out and not (tmp_path / "none.json").exists()
+    from adams import _fused
+
+    monkeypatch.setattr(_fused, "kernel_or_none", _fused.kernel_or_none)  # --interpret replaces it: restore after
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    out = tmp_path / "gpu.json"
+    assert gpu_check.main(["--interpret", "--no-parity", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "AdamS default path: triton" in printed and "not a GPU's" in printed
+    for timing in result["timings"].values():
+        assert set(timing["optimizers"]) == {"adams_fused", "adams_foreach", "adamw_fused", "adamw_foreach",
+                                             "sgd_foreach"}
+        assert set(timing["ratios"]) == {"adams_fused/adamw_fused", "adams_fused/sgd_foreach"}

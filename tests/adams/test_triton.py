@@ -195,3 +195,50 @@ def test_a_perturbed_kernel_fails_the_parity_check(mutation, tmp_path, monkeypat
     monkeypatch.setattr(_triton, "_kernel", lambda: (module.adams_step_kernel, tl))
     with pytest.raises(AssertionError):
         check_float32_every_step(_triton.triton_adams_, steps=5)
+
+
+def test_the_optimizer_takes_the_triton_path_where_it_is_the_fused_one(monkeypatch):
+    """adams.AdamS picks the Triton kernel by default where there is no compiled CPU kernel and
+    Triton runs (on a GPU; here, the interpreter), and its steps equal the foreach path's."""
+    import adams
+    from adams import _fused
+
+    if DEVICE == "cpu":
+        monkeypatch.setattr(_fused, "kernel_or_none", lambda: None)  # as on a GPU: the C kernel does not apply
+    calls = []
+    original = _triton.triton_adams_
+    monkeypatch.setattr(_triton, "triton_adams_", lambda *a, **k: calls.append(len(a[0])) or original(*a, **k))
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).to(DEVICE)
+              for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    triton_opt = adams.AdamS(models[0].parameters(), lr=1e-2, weight_decay=0.1)
+    foreach_opt = adams.AdamS(models[1].parameters(), lr=1e-2, weight_decay=0.1, foreach=True)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(50):
+        x, y = torch.randn(32, 6, generator=gen).to(DEVICE), torch.randint(0, 3, (32,), generator=gen).to(DEVICE)
+        for model, opt in zip(models, (triton_opt, foreach_opt)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    assert calls == [4] * 50  # one call a step for the group's four tensors
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert float(triton_opt.state[next(models[0].parameters())]["step"]) == 50
+
+
+@pytest.mark.parametrize("skip_nonfinite", [False, True])
+def test_counters_staged_from_the_cpu_give_the_same_step(skip_nonfinite):
+    """torch.optim keeps counters on the CPU: their values are copied to the device for the kernel
+    and the CPU counters incremented (forced here with stage_counters=True on CPU tensors)."""
+    hyper = HYPER["default"]
+    results = []
+    for stage in (False, True):
+        ws, ms = make_state(torch.float32, seed=4)
+        steps_t = counters([0, 5, 9, 40, 7])
+        for t in range(1, 4):
+            _triton.triton_adams_(ws, gradients(t, torch.float32), ms, steps_t, stage_counters=stage,
+                                  skip_nonfinite=skip_nonfinite, **hyper)
+        results.append((ws + ms, [float(s) for s in steps_t]))
+    assert all(torch.equal(bits(a), bits(b)) for a, b in zip(results[0][0], results[1][0]))
+    assert results[0][1] == results[1][1] == [3.0, 8.0, 12.0, 43.0, 10.0]
