@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test figures bench clean-venv
+.PHONY: test figures course bench clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 # RECOMPUTE=1 retrains and retimes instead of reusing cached results (runs/train)
 figures: $(STAMP)
 	$(PY) -m analysis.figures $(if $(RECOMPUTE),--recompute,)
+
+# the notebooks executed through a Jupyter kernel, outputs and figures inline, in build/notebooks
+course: $(STAMP)
+	$(PY) -m analysis.figures --kernel $(if $(RECOMPUTE),--recompute,)
 
 bench: $(STAMP)
 	$(PY) benchmarks/optimizer_step.py

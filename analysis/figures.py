@@ -6,6 +6,7 @@
     python -m analysis.figures --out /tmp/figs      # write figures, JSON and paper_repro.md there
     python -m analysis.figures --list               # the notebook names
     python -m analysis.figures --recompute          # recompute cached training runs and timings
+    python -m analysis.figures --kernel             # through a Jupyter kernel, executed .ipynb to build/notebooks
 
 Notebooks are jupytext percent-format ``.py`` files in ``notebooks/``, run in the course order
 (:data:`COURSE`). They are valid Python
@@ -13,6 +14,13 @@ scripts, so each runs as ``python notebooks/<name>.py`` in a fresh subprocess: n
 no state shared between notebooks. The subprocess gets ``cwd`` = repository root, ``MPLBACKEND=Agg``,
 ``ADAMS_FIGURES_DIR`` = the output directory, ``ADAMS_QUICK=1`` with ``--quick`` (otherwise the
 caller's ``ADAMS_QUICK`` is passed on) and the repository root on ``PYTHONPATH``.
+
+With ``--kernel`` each notebook runs as a notebook instead: jupytext turns it into an ``.ipynb``,
+``nbclient`` executes it cell by cell in a fresh Jupyter kernel (``ipykernel``, working directory the
+repository root, the same environment but matplotlib's inline backend, so that figures appear in
+the cells' outputs), and the executed notebook, outputs and figures included, is written to
+``--build`` (default ``build/notebooks``): the handout of a course. Figures, JSON and
+``paper_repro.md`` are written as without it.
 
 A failing notebook does not stop the others; the driver prints the tail of its stderr and exits
 with status 1 at the end. ``paper_repro.md`` is then rebuilt from every results JSON in the output
@@ -129,6 +137,44 @@ def run_notebook(path: Path, out_dir: Path, quick: bool, timeout: float | None =
     return run
 
 
+def run_in_kernel(path: Path, out_dir: Path, quick: bool, build_dir: Path, timeout: float | None = None) -> Run:
+    """Execute one notebook in a fresh Jupyter kernel; write the executed ``.ipynb`` to ``build_dir``
+    (only if every cell ran). Needs the ``notebooks`` extra (jupytext, nbclient, ipykernel)."""
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    run = Run(name=path.stem)
+    before = _snapshot(out_dir)
+    env = _environment(out_dir, quick)
+    del env["MPLBACKEND"]  # the kernel's inline backend puts the figures in the outputs
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # this Python's kernel
+    notebook = jupytext.read(path)
+    client = NotebookClient(notebook, timeout=timeout if timeout is not None else -1, kernel_name="python3",
+                            resources={"metadata": {"path": str(REPO_ROOT)}})
+    start = time.perf_counter()
+    try:
+        client.execute(env=env)
+        run.status = "ok"
+    except CellTimeoutError as err:
+        run.status, run.stderr = f"timed out ({timeout:g} s in a cell)", str(err)
+    except CellExecutionError as err:
+        run.status, run.stderr = "failed (a cell raised)", str(err)
+    run.seconds = time.perf_counter() - start
+    run.stdout = "\n".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code"
+                           for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    if run.status == "ok":
+        build_dir.mkdir(parents=True, exist_ok=True)
+        target = build_dir / f"{path.stem}.ipynb"
+        tmp = target.with_suffix(".ipynb.tmp")
+        nbformat.write(notebook, tmp)
+        os.replace(tmp, target)
+    after = _snapshot(out_dir)
+    run.files = sorted(name for name, stamp in after.items() if before.get(name) != stamp)
+    return run
+
+
 def _tail(text: str, n: int = STDERR_TAIL_LINES) -> str:
     lines = text.rstrip().splitlines()
     return "\n".join(("    " + line) for line in lines[-n:])
@@ -161,6 +207,10 @@ def parse_args(argv: list[str] | None, available: dict[str, Path]) -> argparse.N
     parser.add_argument("--out", type=Path, help="output directory (default: figures/)")
     parser.add_argument("--list", action="store_true", help="list the notebook names and exit")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook")
+    parser.add_argument("--kernel", action="store_true",
+                        help="run each notebook through a Jupyter kernel and write the executed .ipynb to --build")
+    parser.add_argument("--build", type=Path, default=REPO_ROOT / "build" / "notebooks",
+                        help="where --kernel writes the executed notebooks (default: build/notebooks)")
     parser.add_argument("--recompute", action="store_true",
                         help="recompute cached intermediate results (training runs, timings) once in this run")
     args = parser.parse_args(argv)
@@ -198,7 +248,10 @@ def main(argv: list[str] | None = None, *, notebook_dir: Path = NOTEBOOK_DIR) ->
     runs = []
     for i, name in enumerate(args.names, 1):
         print(f"[{i}/{len(args.names)}] {name} ...", end=" ", flush=True)
-        run = run_notebook(available[name], out_dir, quick, args.timeout)
+        if args.kernel:
+            run = run_in_kernel(available[name], out_dir, quick, args.build.resolve(), args.timeout)
+        else:
+            run = run_notebook(available[name], out_dir, quick, args.timeout)
         runs.append(run)
         print(f"{run.status} in {run.seconds:.1f} s, {len(run.files)} file(s) written", flush=True)
         if run.status != "ok":

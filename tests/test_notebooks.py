@@ -158,3 +158,17 @@ def test_every_notebook_is_in_the_index():
     index = (NOTEBOOK_DIR / "README.md").read_text()
     missing = [name for name in NOTEBOOKS if f"[`{name}.py`]({name}.py)" not in index]
     assert not missing, f"notebooks/README.md does not list {missing}"
+
+
+def test_a_notebook_runs_through_a_jupyter_kernel_with_its_figure_inline(tmp_path):
+    pytest.importorskip("nbclient", reason="the kernel run needs the [notebooks] extra")
+    pytest.importorskip("ipykernel", reason="the kernel run needs the [notebooks] extra")
+    build = tmp_path / "build"
+    proc = driver("stationary_steps", "--quick", "--kernel", "--out", str(tmp_path / "figures"), "--build", str(build))
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}"
+    notebook = json.loads((build / "stationary_steps.ipynb").read_text())
+    outputs = [o for c in notebook["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the figure, inline
+    assert not any(o.get("output_type") == "error" for o in outputs)
+    assert (tmp_path / "figures" / "stationary_steps.png").is_file()  # and saved as without a kernel
+    assert [p.name for p in build.iterdir()] == ["stationary_steps.ipynb"]  # no temporary left
