@@ -167,8 +167,6 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
     The ``extra`` values are small by design: an entry of more than :data:`MAX_EXTRA_ELEMENTS`
     elements is refused before anything is allocated for it.
     """
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.api import CheckpointException
     from torch.utils._pytree import tree_map
 
     path = Path(path)
@@ -190,21 +188,7 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
         staged = tree_map(lambda x: x.detach().clone() if isinstance(x, torch.Tensor) else x, live)
         staged["extra"] = {k: torch.empty(saved[f"extra.{k}"].size, dtype=saved[f"extra.{k}"].properties.dtype)
                            for k in extra_keys}
-        try:
-            with _quiet_single_process():
-                dcp.load(staged, storage_reader=safe_reader(path), planner=safe_load_planner())
-        except CheckpointException as err:  # a BaseException, holding each failed process's exception
-            causes = [exc for exc, _ in err.failures.values()]
-            ours = next((c for c in causes if isinstance(c, CheckpointError)), None)
-            if ours is not None:
-                raise CheckpointError(f"{ours}; nothing was loaded") from None
-            raise CheckpointError(f"cannot load {path} into this model and optimizer: "
-                                  f"{type(causes[0]).__name__}: {causes[0]}; nothing was loaded") from None
-        except CheckpointError:
-            raise
-        except Exception as err:
-            raise CheckpointError(f"cannot load {path} into this model and optimizer: {err}; "
-                                  "nothing was loaded") from err
+        _dcp_load(staged, path, "cannot load {path} into this model and optimizer", "; nothing was loaded")
         if optimizer is not None:
             _check_staged_optimizer(path, staged["optim"], optimizer)
     except BaseException:
@@ -213,6 +197,27 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
         raise
     _apply(model, optimizer, staged)
     return {k: (v.item() if v.numel() == 1 else v) for k, v in staged["extra"].items()}
+
+
+def _dcp_load(state: dict, path: Path, what: str, suffix: str = "") -> None:
+    """``dcp.load`` into ``state`` through the safe reader and planner; every failure becomes one
+    :class:`CheckpointError` (our own checks' message kept), ``what`` formatted with ``path``."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    try:
+        with _quiet_single_process():
+            dcp.load(state, storage_reader=safe_reader(path), planner=safe_load_planner())
+    except CheckpointException as err:  # a BaseException, holding each failed process's exception
+        causes = [exc for exc, _ in err.failures.values()]
+        ours = next((c for c in causes if isinstance(c, CheckpointError)), None)
+        if ours is not None:
+            raise CheckpointError(f"{ours}{suffix}") from None
+        raise CheckpointError(f"{what.format(path=path)}: {type(causes[0]).__name__}: {causes[0]}{suffix}") from None
+    except CheckpointError:
+        raise
+    except Exception as err:
+        raise CheckpointError(f"{what.format(path=path)}: {type(err).__name__}: {err}{suffix}") from err
 
 
 def read_checkpoint(path: str | os.PathLike, *, verify: bool = True
@@ -227,8 +232,6 @@ def read_checkpoint(path: str | os.PathLike, *, verify: bool = True
     The same checks as :func:`load_checkpoint` run first (digests unless ``verify=False``, metadata
     through the restricted unpickler); hyperparameters (non-tensor entries) are not read.
     """
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     path = Path(path)
@@ -239,16 +242,7 @@ def read_checkpoint(path: str | os.PathLike, *, verify: bool = True
             if isinstance(entry, TensorStorageMetadata) and key.startswith(("model.", "optim.state.", "extra."))}
     if not any(k.startswith("model.") for k in flat):
         raise CheckpointError(f"{path} holds no model entries: not a checkpoint written by save_checkpoint")
-    try:
-        with _quiet_single_process():
-            dcp.load(flat, storage_reader=safe_reader(path), planner=safe_load_planner())
-    except CheckpointException as err:
-        causes = [exc for exc, _ in err.failures.values()]
-        raise CheckpointError(f"cannot read {path}: {type(causes[0]).__name__}: {causes[0]}") from None
-    except CheckpointError:
-        raise
-    except Exception as err:
-        raise CheckpointError(f"cannot read {path}: {type(err).__name__}: {err}") from err
+    _dcp_load(flat, path, "cannot read {path}")
     model = {k[len("model."):]: v for k, v in flat.items() if k.startswith("model.")}
     optimizer_state: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in flat.items():

@@ -41,12 +41,13 @@ from torch import Tensor
 
 from adams import _fused
 from adams._fused import fused_adams_, fused_available
+from adams._triton import triton_adams_, triton_available
 from adams._hyper import Hyper, check_hyperparameters
 from adams._overlap import describe_pair, first_overlap
 
 __all__ = ["Hyper", "adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor", "local_shards",
            "local_tensors", "check_hyperparameters", "check_tensors", "check_layout", "check_overlap", "check_steps",
-           "fused_calls", "run_fused", "fused_adams_", "fused_available"]
+           "fused_calls", "run_fused", "fused_adams_", "fused_available", "triton_adams_", "triton_available"]
 
 Impl = Literal["forloop", "foreach", "fused", "triton"]
 
@@ -391,9 +392,7 @@ def apply_checked(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tens
     if impl == "fused":
         run_fused(fused_calls(params, grads, exp_avgs, state_steps, overlap_checked=True), hyper)
         return
-    if impl == "triton":  # one launch per (device, dtype); the kernel's caller increments the counters
-        from adams._triton import triton_adams_
-
+    if impl == "triton":  # one launch per (device, dtype), counters incremented by triton_adams_
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, p in enumerate(params):
             groups[(p.device, p.dtype)].append(i)

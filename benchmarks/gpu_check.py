@@ -117,17 +117,17 @@ def time_set(shapes, device: torch.device, reps: int, warmup: int, seed: int) ->
 def _path_taken(params) -> str:
     """Which path ``adams.AdamS`` takes by default for a parameter like these (the row timed as fused)."""
     import adams
-    from adams import _triton
+    from adams import functional
 
     calls = []
-    original = _triton.triton_adams_
-    _triton.triton_adams_ = lambda *a, **k: calls.append(1) or original(*a, **k)
+    original = functional.triton_adams_
+    functional.triton_adams_ = lambda *a, **k: calls.append(1) or original(*a, **k)
     try:
         probe = torch.nn.Parameter(params[0].detach().clone())
         probe.grad = torch.zeros_like(probe)
         adams.AdamS([probe], **HYPER).step()
     finally:
-        _triton.triton_adams_ = original
+        functional.triton_adams_ = original
     return "triton" if calls else "not triton (C kernel or foreach)"
 
 
@@ -145,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.interpret:
         os.environ["TRITON_INTERPRET"] = "1"
-        from adams import _fused
+        import adams.optimizer
 
-        _fused.kernel_or_none = lambda: None  # as on a GPU, where the compiled CPU kernel does not apply
+        adams.optimizer._fused.kernel_or_none = lambda: None  # as on a GPU: the compiled CPU kernel does not apply
         device, reps, warmup = torch.device("cpu"), 2, 1
         sets = {"flat": flat_shapes(total=40_000, count=4),
                 "gpt": [s for _, s in gpt_shapes(vocab=64, d_model=16, block=8, layers=1)]}

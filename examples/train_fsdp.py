@@ -1,6 +1,7 @@
-"""Train the small GPT on Shakespeare with AdamS on several CPU processes (FSDP2 or DDP, gloo).
+"""Train the small GPT on Shakespeare with AdamS on several processes (FSDP2 or DDP; CPUs or GPUs).
 
-    python examples/train_fsdp.py                         # 2 processes, FSDP2, 400 steps
+    python examples/train_fsdp.py                         # 2 CPU processes (gloo), FSDP2, 400 steps
+    python examples/train_fsdp.py --device cuda --nproc 4 # one GPU per process (NCCL)
     python examples/train_fsdp.py --steps 100 --checkpoint-dir runs/fsdp --save-every 50
     python examples/train_fsdp.py --nproc 1 --steps 200 --checkpoint-dir runs/fsdp --resume
 
@@ -53,12 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     parser.add_argument("--json", default=None, help="write the result(s) to this JSON file")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default; gloo) or cuda (one GPU per process, NCCL)")
     args = parser.parse_args(argv)
     if args.save_every and not args.checkpoint_dir:
         parser.error("--save-every needs --checkpoint-dir")
 
     config = TrainConfig(optimizer=args.optimizer, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, warmup=min(TrainConfig.warmup, args.steps))
+                         seed=args.seed, warmup=min(TrainConfig.warmup, args.steps), device=args.device)
     results = [train_distributed(config, world_size=args.nproc, how=args.wrap, checkpoint_dir=args.checkpoint_dir,
                                  save_every=args.save_every, resume=args.resume)]
     print(describe(results[0]))

@@ -26,15 +26,16 @@ In float64 a probe gives the same numbers on every device up to rounding in the 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-__all__ = ["Objective", "Params", "cross_entropy_loss", "resolve_device", "DEFAULT_ENGINE"]
+__all__ = ["Objective", "Params", "cross_entropy_loss", "resolve_device", "seeded_rng", "DEFAULT_ENGINE"]
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -62,6 +63,16 @@ def _cast(batch: Any, dtype: torch.dtype | None, device: torch.device | None = N
     if isinstance(batch, Mapping):
         return {k: _cast(v, dtype, device) for k, v in batch.items()}
     return batch
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Inside: torch's global generators, the CPU's and every GPU's, seeded with ``seed`` (dropout on
+    a GPU draws from that GPU's); after: every one of them as it was before."""
+    gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=gpus):
+        torch.manual_seed(seed)
+        yield
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device | None:
@@ -153,9 +164,7 @@ class Objective:
 
     def _call(self, w: Params, batch: Any) -> torch.Tensor:
         # The math backend of scaled_dot_product_attention is the one with second derivatives.
-        devices = [self.device] if self.device.type == "cuda" else []  # dropout there draws from the device's RNG
-        with torch.random.fork_rng(devices=devices), sdpa_kernel([SDPBackend.MATH]):
-            torch.manual_seed(self.seed)
+        with seeded_rng(self.seed), sdpa_kernel([SDPBackend.MATH]):
             out = functional_call(self.module, self._full(w), (batch,))
         if out.ndim != 0:
             raise ValueError(f"loss_fn must return a scalar, got shape {tuple(out.shape)}")

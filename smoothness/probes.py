@@ -81,7 +81,7 @@ def probe_point(
 
     ``warm_start`` carries the spectral norms' eigenvectors along a trajectory: a dict from block
     name to the top eigenvector found at the previous point, used as that block's Lanczos start
-    (:func:`smoothness.hessian.spectral_norm`) and replaced by this point's. Pass the same dict to
+    (:func:`smoothness.hessian.spectral_norm`) and replaced by this point's if its run converged. Pass the same dict to
     consecutive points; ``{}`` at the first. ``progress`` is passed to the eigensolver's bar.
     """
     if any(not 0 < g <= 1 for g in gammas):

@@ -15,13 +15,12 @@ product is wrong on models with an affine ``nn.LayerNorm`` under torch 2.13
   over ``repeats`` independent runs, with a pointwise standard error across them. The spectrum's
   ends, which set the grid, come from ARPACK with a seeded start.
 
-curvlinops draws its random vectors from torch's global generator; here every draw happens inside
-:func:`torch.random.fork_rng` seeded from ``seed``, so results are reproducible and the caller's
-global RNG state is left as it was.
+curvlinops draws its random vectors from torch's global generators; here every draw happens inside
+:func:`smoothness.objective.seeded_rng` (every generator forked, seeded from ``seed``), so results
+are reproducible and the caller's global RNG state is left as it was.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,8 +30,7 @@ import torch
 from scipy.integrate import trapezoid
 from scipy.sparse.linalg import eigsh
 
-from smoothness.hessian import flatten
-from smoothness.objective import DEFAULT_ENGINE, Objective, Params
+from smoothness.objective import DEFAULT_ENGINE, Objective, Params, seeded_rng
 
 __all__ = ["hessian_operator", "hessian_trace", "spectral_density", "TraceEstimate", "SpectralDensity",
            "TRACE_METHODS"]
@@ -103,15 +101,6 @@ def _seeds(seed: int, n: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence(int(seed)).generate_state(n, dtype=np.uint64) % (2**63)]
 
 
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
-    """Inside: torch's global generators (the CPU one, and ``device``'s if it is a GPU) forked and
-    seeded with ``seed``; after: as they were."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
-
-
 def _positive_int(name: str, value: Any, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -157,7 +146,7 @@ def hessian_trace(
     op = hessian_operator(objective, w, engine)
     estimates = []
     for s in _seeds(seed, groups):
-        with _seeded(s, op.device):
+        with seeded_rng(s):
             estimates.append(float(estimator(op, num_matvecs, distribution=distribution)))
     values = np.array(estimates)
     return TraceEstimate(float(values.mean()), float(values.std(ddof=1) / np.sqrt(groups)), groups, op.n_hvp,
@@ -223,7 +212,7 @@ def spectral_density(
         raise ValueError(f"boundaries must be finite with smallest < largest, got {boundaries!r}")
     densities, grid = [], None
     for s in seeds[:repeats]:
-        with _seeded(s, op.device):
+        with seeded_rng(s):
             grid, density = lanczos_approximate_spectrum(op, ncv, num_points=num_points, num_repeats=1, kappa=kappa,
                                                          boundaries=(low, high), margin=margin)
         densities.append(density.double().cpu().numpy())

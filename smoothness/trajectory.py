@@ -332,11 +332,12 @@ def probe_trajectory(
     ``momentum=False`` leaves optimizer states unread (no momentum norm); ``device`` is where the
     model, the batches and the products live (``"cuda"``; default: where the factory builds the model).
     ``warm_start=True`` starts each spectral norm's Lanczos from the eigenvector found at the
-    checkpoint probed before (column ``hessian_warm_start``). Off by default: each row is then
-    independent of the others, and on a GPT trained with AdamS a warm start saved only 2% of the
-    products at ``tol=1e-3`` (4% at 1e-5; ``benchmarks/smoothness_probe.py``), because from a random
-    start Lanczos with 8 vectors already meets the tolerance at its first or second check for most
-    blocks. It pays where cold runs restart many times: close top eigenvalues, tight tolerances.
+    checkpoint probed before (column ``hessian_warm_start``; see
+    :func:`smoothness.hessian.spectral_norm` for why half a random vector is mixed in). Off by
+    default: each row is then independent of the others, and on a GPT trained with AdamS a warm
+    start saved only 2% of the products at ``tol=1e-3`` (``benchmarks/smoothness_probe.py``),
+    because from a random start Lanczos with 8 vectors already meets the tolerance at its first or
+    second check for most blocks.
 
     Every checkpoint is read and validated first (a damaged last checkpoint fails now, not after
     hours of probing), then read again when it is probed: at most two are in memory at any time."""

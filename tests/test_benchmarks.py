@@ -68,9 +68,10 @@ def test_gpu_check_says_when_there_is_no_gpu_and_runs_its_paths_under_the_interp
     if not torch.cuda.is_available():
         assert gpu_check.main(["--out", str(tmp_path / "none.json")]) == 2
         assert "CUDA is not available" in capsys.readouterr().out and not (tmp_path / "none.json").exists()
-    from adams import _fused
+    import adams.optimizer
 
-    monkeypatch.setattr(_fused, "kernel_or_none", _fused.kernel_or_none)  # --interpret replaces it: restore after
+    fused = adams.optimizer._fused
+    monkeypatch.setattr(fused, "kernel_or_none", fused.kernel_or_none)  # --interpret replaces it: restore after
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     out = tmp_path / "gpu.json"
     assert gpu_check.main(["--interpret", "--no-parity", "--out", str(out)]) == 0

@@ -41,7 +41,7 @@ INT_FIELDS = {"steps": 1, "warmup": 0, "batch_size": 1, "block": 1, "layers": 1,
               "track_split": 1, "track_seed": 0}
 #: fields added after runs were cached: left out of the stored record (and so of the cache key) while
 #: they hold these defaults, so that every run cached before them keeps its key
-LATE_FIELDS = {"track_every": 0, "track_split": 1, "track_seed": 4242}
+LATE_FIELDS = {"track_every": 0, "track_split": 1, "track_seed": 4242, "device": "cpu"}
 MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes
 #: the hyperparameters every registry entry takes; TrainConfig has a field for each
 SHARED_HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay")
@@ -176,7 +176,19 @@ def _clean_fields(config: "TrainConfig") -> dict[str, Any]:
     if config.data_seed is not None:
         clean["data_seed"] = _as_int("data_seed", config.data_seed, 0, MAX_SEED)
     clean["optimizer_kwargs"] = _as_kwargs(config.optimizer_kwargs)
+    clean["device"] = _as_device(config.device)
     return clean
+
+
+def _as_device(value: Any) -> str:
+    """A device name as torch spells it (``"cuda"`` stays ``"cuda"``, ``"cuda:1"`` keeps its index)."""
+    if not isinstance(value, (str, torch.device)):
+        raise TypeError(f"TrainConfig.device must be a device name such as 'cpu' or 'cuda', got {value!r}")
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        raise ValueError(f"TrainConfig.device: {value!r} is not a device name (try 'cpu', 'cuda' or 'cuda:1')") from None
+    return str(device)
 
 
 MAX_VOCAB = 256  # characters: an upper bound on the corpus vocabulary, for the size check below
@@ -237,6 +249,7 @@ class TrainConfig:
     track_every: int = 0
     track_split: int = 1
     track_seed: int = 4242
+    device: str = "cpu"  # where the model, its batches and the optimizer state live: "cpu", "cuda", "cuda:1"
 
     def __post_init__(self):
         for name, value in _clean_fields(self).items():

@@ -1,6 +1,7 @@
-"""Data-parallel training of the small GPT on several CPU processes: DDP or FSDP2, on gloo.
+"""Data-parallel training of the small GPT on several processes: DDP or FSDP2, on gloo (CPU) or NCCL (GPUs).
 
-:func:`launch` starts ``world_size`` processes with a gloo process group and returns what each
+:func:`launch` starts ``world_size`` processes with a process group (gloo, or NCCL with one GPU each
+for ``TrainConfig(device="cuda")``) and returns what each
 returns; :func:`wrap` shards a model with FSDP2 (``fully_shard`` on each transformer block, then on
 the whole model) or wraps it in ``DistributedDataParallel``; :func:`train_distributed` runs the
 recipe of :func:`analysis.training.train` across processes.
@@ -39,6 +40,7 @@ import adams
 from adams.distributed import load_checkpoint, save_checkpoint, state_bytes_per_rank
 from analysis.training import corpus as corpus_mod
 from analysis.training import TrainConfig, init_model, lm_loss, optimizer_for, sample_batch, validation_batches
+from analysis.training.recipe import to_device
 from analysis.training.recipe import train_step
 
 __all__ = ["launch", "wrap", "unwrap", "full_parameters", "local_rows", "train_distributed", "DistributedResult",
@@ -60,7 +62,9 @@ def _child_main(spec_path: str) -> None:
         module = importlib.import_module(spec["module"])
     fn = getattr(module, spec["qualname"])
     torch.set_num_threads(spec["threads"])
-    dist.init_process_group("gloo", init_method=f"file://{spec['store']}", rank=rank, world_size=world_size,
+    if spec["backend"] == "nccl":  # one GPU per process
+        torch.cuda.set_device(rank % torch.cuda.device_count())
+    dist.init_process_group(spec["backend"], init_method=f"file://{spec['store']}", rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=spec["collective_timeout"]))
     try:
         result = fn(rank, world_size, *spec["args"])
@@ -73,8 +77,10 @@ def _child_main(spec_path: str) -> None:
 
 
 def launch(fn: Callable[..., Any], world_size: int, *args: Any, threads: int | None = None,
-           timeout: float = 900.0, show_rank0: bool = False) -> list[Any]:
-    """Run ``fn(rank, world_size, *args)`` in ``world_size`` new processes joined by a gloo group.
+           timeout: float = 900.0, show_rank0: bool = False, backend: str = "gloo") -> list[Any]:
+    """Run ``fn(rank, world_size, *args)`` in ``world_size`` new processes joined by a process group
+    (``backend``: ``"gloo"`` on CPUs, ``"nccl"`` with one GPU per process, ``torch.cuda.set_device``
+    made before the group is joined).
 
     ``fn`` is a module-level function (of a module, or of the script being run: it is loaded from the
     file without running the script's ``if __name__ == "__main__"`` part). ``args`` must be JSON data.
@@ -88,6 +94,8 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, threads: int | N
     """
     if world_size < 1:
         raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if backend not in ("gloo", "nccl"):
+        raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
     if "." in fn.__qualname__:
         raise ValueError(f"{fn.__qualname__} is not a module-level function; launch cannot import it")
     threads = threads or max(1, (os.cpu_count() or 1) // world_size)
@@ -106,7 +114,8 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, threads: int | N
     with tempfile.TemporaryDirectory(prefix="adams-launch-") as tmp:
         spec = {"module": fn.__module__, "file": None if main_file is None else str(Path(main_file).resolve()),
                 "qualname": fn.__qualname__, "args": list(args), "world_size": world_size, "threads": threads,
-                "store": os.path.join(tmp, "store"), "out": tmp, "collective_timeout": max(60.0, timeout)}
+                "store": os.path.join(tmp, "store"), "out": tmp, "collective_timeout": max(60.0, timeout),
+                "backend": backend}
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
         code = "import sys; from analysis.training.distributed import _child_main; _child_main(sys.argv[1])"
@@ -165,7 +174,8 @@ def wrap(model: torch.nn.Module, how: Wrap) -> torch.nn.Module:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    device = next(model.parameters()).device
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     for block in getattr(model, "h", []):
         fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
@@ -224,14 +234,17 @@ class DistributedResult:
 def _train_rank(rank: int, world_size: int, config_dict: dict, how: str, checkpoint_dir: str | None,
                 save_every: int, resume: bool, progress: bool) -> dict:
     config = TrainConfig.from_dict(config_dict)
+    fingerprint = int(config.key()[:15], 16)  # of the configuration, package version and corpus
+    device = torch.device(config.device)
+    if device.type == "cuda":  # this process's own GPU (launch has made it current)
+        device = torch.device("cuda", torch.cuda.current_device())
     data = corpus_mod.load()
-    model = wrap(init_model(config, data.vocab_size), how)
+    model = wrap(init_model(dataclasses.replace(config, device=str(device)), data.vocab_size), how)
     optimizer = optimizer_for(config, model)  # after wrapping: FSDP2 replaces the parameters
     params = [p for p in model.parameters() if p.requires_grad]
     rng = np.random.default_rng(config.batch_seed)
-    val = validation_batches(config, data.val)
+    val = [to_device(b, device) for b in validation_batches(config, data.val)]
     start_step, checkpoints = 0, []
-    fingerprint = int(config.key()[:15], 16)  # of the configuration, package version and corpus
     if resume and checkpoint_dir and (last := latest_checkpoint(checkpoint_dir)) is not None:
         extra = load_checkpoint(last, model, optimizer)
         if extra.get("config") != fingerprint:
@@ -265,12 +278,12 @@ def _train_rank(rank: int, world_size: int, config_dict: dict, how: str, checkpo
             break
         x, y = sample_batch(data.train, rng, config.batch_size, config.block)
         t0 = time.perf_counter()
-        loss, _, _ = train_step(model, optimizer, params, config, step,
-                                local_rows(x, rank, world_size), local_rows(y, rank, world_size))
+        x_local, y_local = to_device((local_rows(x, rank, world_size), local_rows(y, rank, world_size)), device)
+        loss, _, _ = train_step(model, optimizer, params, config, step, x_local, y_local)
         train_seconds += time.perf_counter() - t0
         tokens += x.numel()
         if step % config.log_every == 0 or step == config.steps - 1:
-            mean_loss = _mean_over_ranks(loss.item())
+            mean_loss = _mean_over_ranks(loss.item(), device)
             log["steps"].append(step)
             log["train_loss"].append(mean_loss)
             bar.set_postfix(loss=f"{mean_loss:.3f}")
@@ -281,8 +294,8 @@ def _train_rank(rank: int, world_size: int, config_dict: dict, how: str, checkpo
             "seconds": time.perf_counter() - start_all, "resumed_from": start_step, "checkpoints": checkpoints}
 
 
-def _mean_over_ranks(value: float) -> float:
-    t = torch.tensor([value], dtype=torch.float64)
+def _mean_over_ranks(value: float, device: torch.device) -> float:
+    t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()
 
@@ -290,7 +303,8 @@ def _mean_over_ranks(value: float) -> float:
 def train_distributed(config: TrainConfig, *, world_size: int = 2, how: Wrap = "fsdp",
                       checkpoint_dir: str | os.PathLike | None = None, save_every: int = 0, resume: bool = False,
                       progress: bool = True, timeout: float = 3600.0) -> DistributedResult:
-    """Train ``config`` (its ``batch_size`` is the global batch) on ``world_size`` CPU processes.
+    """Train ``config`` (its ``batch_size`` is the global batch) on ``world_size`` processes: CPU ones
+    on gloo, or with ``config.device="cuda"`` one GPU each on NCCL.
 
     With ``checkpoint_dir`` and ``save_every``, a sharded checkpoint ``step_NNNNNN`` is written every
     ``save_every`` steps and at the end (:func:`adams.distributed.save_checkpoint`); ``resume=True``
@@ -300,9 +314,15 @@ def train_distributed(config: TrainConfig, *, world_size: int = 2, how: Wrap = "
         raise ValueError(f"batch_size {config.batch_size} does not split over {world_size} processes")
     if resume and not checkpoint_dir:
         raise ValueError("resume=True needs checkpoint_dir")
+    device = torch.device(config.device)
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"train_distributed runs on 'cpu' (gloo) or 'cuda' (NCCL), got device {config.device!r}")
+    if device.type == "cuda" and torch.cuda.device_count() < world_size:
+        raise ValueError(f"device 'cuda' gives each of the {world_size} processes a GPU, but "
+                         f"{torch.cuda.device_count()} are available here")
     ranks = launch(_train_rank, world_size, dataclasses.asdict(config), how,
                    None if checkpoint_dir is None else str(Path(checkpoint_dir).resolve()), save_every, resume,
-                   progress, timeout=timeout, show_rank0=progress)
+                   progress, timeout=timeout, show_rank0=progress, backend="nccl" if device.type == "cuda" else "gloo")
     head = ranks[0]
     slowest = max(r["train_seconds"] for r in ranks)
     return DistributedResult(

@@ -28,7 +28,7 @@ import adams
 from analysis.training import corpus as corpus_mod
 from analysis.training.cache import DamagedRun, cached_run, publish, read_verified, staging_dir, write_run
 from analysis.training.config import EVAL_KEYS, HISTORY_KEYS, TrainConfig, TrainResult, config_record, default_cache_dir
-from analysis.training.recipe import (build, check_block_fits, evaluate, lm_loss, momentum_norm, sample_batch,
+from analysis.training.recipe import (build, check_block_fits, evaluate, lm_loss, momentum_norm, sample_batch, to_device,
                                       train_step, validation_batches)
 from smoothness.tracker import StepSmoothnessTracker
 
@@ -47,7 +47,7 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
     where they will be once the run is complete."""
     model, optimizer = build(config, data.vocab_size)
     rng = np.random.default_rng(config.batch_seed)
-    val = validation_batches(config, data.val)
+    val = [to_device(b, config.device) for b in validation_batches(config, data.val)]
     params = [p for p in model.parameters() if p.requires_grad]
     history = {k: [] for k in HISTORY_KEYS}
     evals = {k: [] for k in EVAL_KEYS}
@@ -55,7 +55,8 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
     tokens, train_seconds = 0, 0.0
     tracker = None
     if config.track_every:  # a fixed training batch of its own seed: the data order is not touched
-        fixed = sample_batch(data.train, np.random.default_rng(config.track_seed), config.batch_size, config.block)
+        fixed = to_device(sample_batch(data.train, np.random.default_rng(config.track_seed), config.batch_size,
+                                       config.block), config.device)
         tracker = StepSmoothnessTracker(lambda batch: lm_loss(model, *batch), fixed, config.track_every,
                                         momentum_norm=lambda: momentum_norm(optimizer), split=config.track_split)
 
@@ -75,7 +76,7 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
             save(step)
         if step == config.steps:
             break
-        x, y = sample_batch(data.train, rng, config.batch_size, config.block)
+        x, y = to_device(sample_batch(data.train, rng, config.batch_size, config.block), config.device)
         log = step % config.log_every == 0 or step == config.steps - 1
         tracked = tracker is not None and tracker.due(step)
         if tracked:
@@ -119,6 +120,12 @@ def _check_train_arguments(config: Any, cache_dir: Any, progress: Any, recompute
         raise TypeError(f"train: progress must be True, False or None, got {progress!r}")
     if not isinstance(recompute, bool):
         raise TypeError(f"train: recompute must be True or False, got {recompute!r}")
+    device = torch.device(config.device)
+    if device.type == "meta":
+        raise ValueError("train: TrainConfig.device 'meta' has shapes but no numbers; a run needs 'cpu' or 'cuda' "
+                         "(build(config, vocab) on 'meta' gives the model's shapes)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train: TrainConfig.device is {config.device!r} but CUDA is not available here")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if cache.exists() and not cache.is_dir():
         raise ValueError(f"train: cache_dir {cache} exists and is not a directory")
@@ -158,6 +165,12 @@ def _train_in_subprocess(config: TrainConfig, cache_dir: str | os.PathLike | Non
     A fresh ``python -c`` rather than multiprocessing: spawn would re-run the caller's main script (a
     notebook), and fork is unsafe once torch's thread pool exists.
     """
+    device = torch.device(config.device)
+    if device.type == "meta":
+        raise ValueError("train: TrainConfig.device 'meta' has shapes but no numbers; a run needs 'cpu' or 'cuda' "
+                         "(build(config, vocab) on 'meta' gives the model's shapes)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train: TrainConfig.device is {config.device!r} but CUDA is not available here")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_dir = cache / config.key()
     cached = None if recompute else cached_run(config, run_dir)

@@ -53,10 +53,20 @@ def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 def init_model(config: TrainConfig, vocab: int) -> torch.nn.Module:
-    """The model, initialized from ``config.seed`` (the global RNG is left untouched)."""
+    """The model, initialized from ``config.seed`` on the CPU (the global RNG is left untouched), so
+    that every device starts from the same weights, then moved to ``config.device`` (on ``"meta"``
+    only the shapes exist)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return GPT(config.model_config(vocab))
+        return GPT(config.model_config(vocab)).to(config.device)
+
+
+def to_device(batch: tuple[torch.Tensor, ...], device: str | torch.device) -> tuple[torch.Tensor, ...]:
+    """A batch moved to ``device`` (asynchronously from pinned memory on a GPU)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return batch
+    return tuple((t.pin_memory() if device.type == "cuda" else t).to(device, non_blocking=True) for t in batch)
 
 
 def build(config: TrainConfig, vocab: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

@@ -355,3 +355,16 @@ def test_example_trains_on_two_processes_as_on_one_and_resumes_on_one(tmp_path):
     other = subprocess.run([*example, "--nproc", "1", "--resume", "--lr", "1e-3"], env=ENV, capture_output=True,
                            text=True, timeout=300)
     assert other.returncode != 0 and "written by another configuration" in other.stderr
+
+
+def test_devices_other_than_cpu_and_available_gpus_are_refused_before_launching():
+    from analysis.training import TrainConfig
+    from analysis.training.distributed import launch, train_distributed
+
+    with pytest.raises(ValueError, match="'cpu' \\(gloo\\) or 'cuda' \\(NCCL\\), got device 'meta'"):
+        train_distributed(TrainConfig(steps=2, warmup=0, batch_size=4, device="meta"), world_size=2)
+    if torch.cuda.device_count() < 2:
+        with pytest.raises(ValueError, match="a GPU, but"):
+            train_distributed(TrainConfig(steps=2, warmup=0, batch_size=4, device="cuda"), world_size=2)
+    with pytest.raises(ValueError, match="backend must be 'gloo' or 'nccl'"):
+        launch(print, 1, backend="mpi")

@@ -205,9 +205,11 @@ def test_the_optimizer_takes_the_triton_path_where_it_is_the_fused_one(monkeypat
 
     if DEVICE == "cpu":
         monkeypatch.setattr(_fused, "kernel_or_none", lambda: None)  # as on a GPU: the C kernel does not apply
+    from adams import functional
+
     calls = []
-    original = _triton.triton_adams_
-    monkeypatch.setattr(_triton, "triton_adams_", lambda *a, **k: calls.append(len(a[0])) or original(*a, **k))
+    original = functional.triton_adams_
+    monkeypatch.setattr(functional, "triton_adams_", lambda *a, **k: calls.append(len(a[0])) or original(*a, **k))
     torch.manual_seed(0)
     models = [torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).to(DEVICE)
               for _ in range(2)]

@@ -122,7 +122,8 @@ def test_an_untracked_configuration_keeps_the_key_it_had_before_tracking_existed
 
     config = TrainConfig(**TINY)
     record = json.loads(json.dumps(dataclasses.asdict(config)))
-    del record["track_every"], record["track_split"], record["track_seed"]  # the record before the fields existed
+    del record["track_every"], record["track_split"], record["track_seed"]  # the record before these fields
+    del record["device"]  # existed: a CPU run untracked keeps its cached key
     payload = json.dumps({"config": record, "version": adams.__version__, "corpus": corpus.SHA256}, sort_keys=True,
                          default=str)
     assert config.key() == hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -148,3 +149,29 @@ def test_denominator_trajectory_reads_adamw_moments_by_name_and_refuses_adams(tm
     adams_run = train(TrainConfig(**TINY, save_every=6), cache_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="Adam or AdamW"):
         ex.denominator_trajectory(adams_run)
+
+
+def test_the_device_is_a_field_that_leaves_cpu_runs_where_they_were_cached(tmp_path):
+    from analysis.training import build
+    from analysis.training.config import config_record
+
+    assert TrainConfig(**TINY).device == "cpu" and "device" not in config_record(TrainConfig(**TINY))
+    assert TrainConfig(**TINY, device="cpu").key() == TrainConfig(**TINY).key()  # cached runs keep their keys
+    assert TrainConfig(**TINY, device="cuda:1").device == "cuda:1"
+    assert config_record(TrainConfig(**TINY, device="meta"))["device"] == "meta"
+    assert TrainConfig(**TINY, device="meta").key() != TrainConfig(**TINY).key()
+    with pytest.raises(ValueError, match="not a device name"):
+        TrainConfig(**TINY, device="gpu0")
+    with pytest.raises(TypeError, match="device name"):
+        TrainConfig(**TINY, device=0)
+    # on "meta" the model and the optimizer have their shapes and nothing else
+    meta_model, meta_opt = build(TrainConfig(**TINY, device="meta"), 65)
+    cpu_model, _ = build(TrainConfig(**TINY), 65)
+    assert all(p.is_meta for p in meta_model.parameters())
+    assert [p.shape for p in meta_model.parameters()] == [p.shape for p in cpu_model.parameters()]
+    with pytest.raises(ValueError, match="shapes but no numbers"):
+        train(TrainConfig(**TINY, device="meta"), cache_dir=tmp_path, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            train(TrainConfig(**TINY, device="cuda"), cache_dir=tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
