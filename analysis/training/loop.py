@@ -110,6 +110,16 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
         n_params=sum(p.numel() for p in params), track=tracker.records if tracker is not None else {})
 
 
+def _check_device(config: TrainConfig) -> None:
+    """Refuse a device a run cannot train on: ``meta`` (shapes only) or CUDA on a machine without it."""
+    device = torch.device(config.device)
+    if device.type == "meta":
+        raise ValueError("train: TrainConfig.device 'meta' has shapes but no numbers; a run needs 'cpu' or 'cuda' "
+                         "(build(config, vocab) on 'meta' gives the model's shapes)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train: TrainConfig.device is {config.device!r} but CUDA is not available here")
+
+
 def _check_train_arguments(config: Any, cache_dir: Any, progress: Any, recompute: Any) -> Path:
     """The cache directory :func:`train` uses, after checking its arguments."""
     if not isinstance(config, TrainConfig):
@@ -120,12 +130,7 @@ def _check_train_arguments(config: Any, cache_dir: Any, progress: Any, recompute
         raise TypeError(f"train: progress must be True, False or None, got {progress!r}")
     if not isinstance(recompute, bool):
         raise TypeError(f"train: recompute must be True or False, got {recompute!r}")
-    device = torch.device(config.device)
-    if device.type == "meta":
-        raise ValueError("train: TrainConfig.device 'meta' has shapes but no numbers; a run needs 'cpu' or 'cuda' "
-                         "(build(config, vocab) on 'meta' gives the model's shapes)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train: TrainConfig.device is {config.device!r} but CUDA is not available here")
+    _check_device(config)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if cache.exists() and not cache.is_dir():
         raise ValueError(f"train: cache_dir {cache} exists and is not a directory")
@@ -165,12 +170,7 @@ def _train_in_subprocess(config: TrainConfig, cache_dir: str | os.PathLike | Non
     A fresh ``python -c`` rather than multiprocessing: spawn would re-run the caller's main script (a
     notebook), and fork is unsafe once torch's thread pool exists.
     """
-    device = torch.device(config.device)
-    if device.type == "meta":
-        raise ValueError("train: TrainConfig.device 'meta' has shapes but no numbers; a run needs 'cpu' or 'cuda' "
-                         "(build(config, vocab) on 'meta' gives the model's shapes)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train: TrainConfig.device is {config.device!r} but CUDA is not available here")
+    _check_device(config)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_dir = cache / config.key()
     cached = None if recompute else cached_run(config, run_dir)
