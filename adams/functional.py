@@ -23,10 +23,13 @@ The same function is implemented here, in :mod:`adams._fused` and in :mod:`adams
   here and why not.
 * ``impl="triton"`` (:mod:`adams._triton`) — the same single pass on GPUs, one Triton launch per
   device and dtype (on CPU tensors only under Triton's interpreter, as the tests run it).
+* ``impl="compiled"`` (:mod:`adams._compiled`) — the Triton kernel's arithmetic written as tensor
+  operations and fused by ``torch.compile``, one kernel per tensor: the fallback for devices the
+  Triton kernel does not serve.
 
 :func:`adams` is the entry point the optimizer calls: it replaces distributed tensors (``DTensor``, as
 FSDP2 makes them) by the shards this process holds, views complex tensors as real pairs, groups
-tensors and dispatches to one of the three. The update is per coordinate, so each process updates
+tensors and dispatches to one of them. The update is per coordinate, so each process updates
 its own shards with no communication, and every path, the fused kernel included, runs on them.
 """
 from __future__ import annotations
@@ -42,14 +45,16 @@ from torch import Tensor
 from adams import _fused
 from adams._fused import fused_adams_, fused_available
 from adams._triton import triton_adams_, triton_available
+from adams._compiled import compiled_adams_, compiled_available
 from adams._hyper import Hyper, check_hyperparameters
 from adams._overlap import describe_pair, first_overlap
 
 __all__ = ["Hyper", "adams", "adams_update", "adams_tensor_", "adams_foreach_", "bias_correction_factor", "local_shards",
            "local_tensors", "check_hyperparameters", "check_tensors", "check_layout", "check_overlap", "check_steps",
-           "fused_calls", "run_fused", "fused_adams_", "fused_available", "triton_adams_", "triton_available"]
+           "fused_calls", "run_fused", "fused_adams_", "fused_available", "triton_adams_", "triton_available",
+           "compiled_adams_", "compiled_available"]
 
-Impl = Literal["forloop", "foreach", "fused", "triton"]
+Impl = Literal["forloop", "foreach", "fused", "triton", "compiled"]
 
 # 16-bit parameters are updated with float32 arithmetic and rounded once when written back.
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -348,8 +353,8 @@ def adams(
             "params, grads, exp_avgs and state_steps must have the same length, got "
             f"{len(params)}, {len(grads)}, {len(exp_avgs)}, {len(state_steps)}"
         )
-    if impl not in ("forloop", "foreach", "fused", "triton"):
-        raise ValueError(f"impl must be 'forloop', 'foreach', 'fused' or 'triton', got {impl!r}")
+    if impl not in ("forloop", "foreach", "fused", "triton", "compiled"):
+        raise ValueError(f"impl must be 'forloop', 'foreach', 'fused', 'triton' or 'compiled', got {impl!r}")
     hyper = Hyper(lr, beta1, beta2, eps, weight_decay, bias_correction, maximize)  # checked when made
     params, grads, exp_avgs = local_tensors(params, grads, exp_avgs)
     check_tensors(params, grads, exp_avgs)
@@ -392,13 +397,14 @@ def apply_checked(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tens
     if impl == "fused":
         run_fused(fused_calls(params, grads, exp_avgs, state_steps, overlap_checked=True), hyper)
         return
-    if impl == "triton":  # one launch per (device, dtype), counters incremented by triton_adams_
+    if impl in ("triton", "compiled"):  # per (device, dtype); these increment the counters themselves
+        single_pass = triton_adams_ if impl == "triton" else compiled_adams_
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, p in enumerate(params):
             groups[(p.device, p.dtype)].append(i)
         for index in groups.values():
-            triton_adams_(*([ts[i] for i in index] for ts in (params, grads, exp_avgs, state_steps)),
-                          **hyper.as_kwargs())
+            single_pass(*([ts[i] for i in index] for ts in (params, grads, exp_avgs, state_steps)),
+                        **hyper.as_kwargs())
         return
 
     steps = [t + 1 for t in counts]

@@ -79,7 +79,9 @@ class AdamS(torch.optim.Optimizer):
             fallback to foreach comes with a warning that says why;
             ``foreach=False, fused=False`` selects the readable for-loop path. On a GPU with
             Triton installed (the ``triton`` extra) the default (and ``fused=True``) is the
-            single-pass Triton kernel (:mod:`adams._triton`), one launch per dtype. All paths
+            single-pass Triton kernel (:mod:`adams._triton`), one launch per dtype; on an
+            accelerator Triton does not serve, ``fused=True`` takes the step compiled by
+            ``torch.compile`` (:mod:`adams._compiled`), with a warning. All paths
             compute the same function (tested to 1e-12 in float64 and 1e-6 in float32).
         nonfinite: ``None`` (default: no check, as in ``torch.optim``), ``"raise"`` to raise
             :class:`FloatingPointError` when any gradient holds a NaN or an infinity, or
@@ -263,8 +265,9 @@ class AdamS(torch.optim.Optimizer):
             tensors = F.local_tensors(params, grads, list(map(_get_exp_avg, states)))
             steps = list(map(_get_step, states))
             impl, calls = self._impl(group), None
-            if _use_triton(group, tensors[0], impl):
-                impl = "triton"
+            single_pass = _single_pass(group, tensors[0], impl)
+            if single_pass is not None:
+                impl = single_pass
             elif impl == "fused":
                 try:  # the kernel's own checks of layout, dtype and counters, for every group first
                     calls = F.fused_calls(*tensors, steps, overlap_checked=True)
@@ -335,20 +338,33 @@ class AdamS(torch.optim.Optimizer):
         return "foreach"
 
 
-def _use_triton(group: dict, params: list[Tensor], impl: F.Impl) -> bool:
-    """Whether a group takes the Triton kernel: its tensors are on a GPU (or on the CPU with Triton's
-    interpreter on and no compiled CPU kernel), it did not ask for foreach or the for-loop, and
-    Triton can run there (:func:`adams._triton.triton_available`)."""
+def _single_pass(group: dict, params: list[Tensor], impl: F.Impl) -> F.Impl | None:
+    """The single-pass path a group takes where the compiled CPU kernel does not apply, or ``None``.
+
+    The Triton kernel when the group's tensors are on a GPU (or on the CPU with Triton's interpreter
+    on and no compiled CPU kernel), it did not ask for foreach or the for-loop, and Triton runs
+    there (:func:`adams._triton.triton_available`). Where Triton cannot run on an accelerator and
+    the group asked for ``fused=True``, the step compiled by ``torch.compile``
+    (:mod:`adams._compiled`), with a warning that says why.
+    """
     if not params or group["foreach"] or group["fused"] is False or impl == "forloop":
-        return False
+        return None
     device = params[0].device
     if device.type == "cpu" and impl == "fused":  # the compiled CPU kernel is there: it is faster
-        return False
+        return None
     if device.type == "cpu" and not _triton_interpreting():
-        return False
-    from adams import _triton
+        return None
+    if not all(p.device == device for p in params):
+        return None
+    from adams import _compiled, _triton
 
-    return all(p.device == device for p in params) and _triton.triton_available(device)[0]
+    triton_ok, why = _triton.triton_available(device)
+    if triton_ok:
+        return "triton"
+    if group["fused"] and device.type != "cpu" and _compiled.compiled_available(device)[0]:
+        _warn(f"AdamS: the Triton kernel cannot run on {device} ({why}); using the step compiled by torch.compile")
+        return "compiled"
+    return None
 
 
 def _triton_interpreting() -> bool:

@@ -4,12 +4,13 @@
     python benchmarks/gpu_check.py --quick      # 5 timed rounds instead of 30
     python benchmarks/gpu_check.py --interpret  # no GPU: the same code on CPU under Triton's interpreter
 
-1. **Parity on the device.** ``tests/adams/test_triton.py`` in a subprocess: the Triton kernel
-   against the equations, the for-loop path and the NumPy reference at every step over 50 steps
+1. **Parity on the device.** ``tests/adams/test_triton.py`` and ``test_compiled.py`` in a
+   subprocess: the Triton kernel and the step compiled by ``torch.compile`` against the equations, the for-loop path and the NumPy reference at every step over 50 steps
    (float64 to 1e-12, float32 to 1e-6, 16-bit within one unit in the last place), each tensor's own
    step count, the non-finite guard, counters staged from the CPU, ``adams.AdamS`` choosing the
    kernel, and perturbed kernels that must fail.
-2. **Step times** of ``adams.AdamS`` (its default on the GPU: the Triton kernel; and ``foreach=True``),
+2. **Step times** of ``adams.AdamS`` (its default on the GPU: the Triton kernel; the step compiled
+   by ``torch.compile``; and ``foreach=True``),
    ``torch.optim.AdamW`` (``fused=True`` and ``foreach=True``) and ``torch.optim.SGD`` with momentum
    0.9 (``foreach=True``) on the 10M-parameter flat layout and the 30M nanoGPT layout of
    ``benchmarks/optimizer_step.py``, all stepping the same parameters with the same gradients,
@@ -18,7 +19,9 @@
    float32 elements (8 bytes each: no read-for-ownership on a GPU); each optimizer's floor is its
    single-pass bytes (20 per parameter for AdamS and SGD, 28 for AdamW) over that bandwidth.
    The targets are the paired per-round ratios of ``optimizer_step.py``: AdamS fused / AdamW fused
-   <= 0.75 (5/7 of the bytes, with slack) and AdamS fused / SGD foreach <= 1.1.
+   <= 0.75 (5/7 of the bytes, with slack) and AdamS fused / SGD foreach <= 1.1. The ratio of the
+   compiled step to the Triton kernel is printed without a target: it says which single pass
+   should be the default on that device.
 
 Without CUDA (and without ``--interpret``) it says so and exits with status 2. With
 ``--interpret`` every step above runs on small layouts on the CPU under Triton's interpreter: the
@@ -47,6 +50,8 @@ from analysis.timing.steptime import BYTES_PER_PARAM, HYPER, flat_shapes, gpt_sh
 
 COPY_BYTES = 8  # read src, write dst
 TARGETS = (("adams_fused", "adamw_fused", 0.75), ("adams_fused", "sgd_foreach", 1.1))
+#: reported without a target: which single-pass path should be the default on this device
+CHOICE = ("adams_compiled", "adams_fused")
 NO_CUDA = ("gpu_check: CUDA is not available here (torch.cuda.is_available() is False), so there is "
            "nothing to check. Run it on a machine with a GPU, or pass --interpret to run its code "
            "paths on the CPU under Triton's interpreter.")
@@ -60,11 +65,39 @@ def parity(interpret: bool) -> dict:
         env["CUDA_VISIBLE_DEVICES"] = ""
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           str(REPO_ROOT / "tests" / "adams" / "test_triton.py")],
+                           str(REPO_ROOT / "tests" / "adams" / "test_triton.py"),
+                           str(REPO_ROOT / "tests" / "adams" / "test_compiled.py")],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
     return {"returncode": done.returncode, "summary": summary, "seconds": time.perf_counter() - start,
             "output_tail": (done.stdout + done.stderr)[-4000:]}
+
+
+class CompiledAdamS:
+    """AdamS through the step compiled by ``torch.compile`` (``adams.functional``'s
+    ``impl="compiled"``), on the same parameters and gradients as the others."""
+
+    def __init__(self, params):
+        self.params = list(params)
+        self.exp_avgs = [torch.zeros_like(p) for p in self.params]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+
+    def step(self):
+        from adams.functional import adams as functional_adams
+
+        beta1, beta2 = HYPER["betas"]
+        functional_adams(self.params, [p.grad for p in self.params], self.exp_avgs, self.steps, impl="compiled",
+                         lr=HYPER["lr"], beta1=beta1, beta2=beta2, eps=HYPER["eps"],
+                         weight_decay=HYPER["weight_decay"])
+
+
+def choice_verdict(ratio: dict) -> str:
+    """What the compiled step / Triton kernel ratio says, from its confidence interval."""
+    if ratio["ci_high"] < 1:
+        return "torch.compile's step is faster here: it should be the default on this device"
+    if ratio["ci_low"] > 1:
+        return "the Triton kernel is faster here: keep it the default"
+    return "no difference resolved: keep the Triton kernel"
 
 
 def optimizers(params):
@@ -72,6 +105,7 @@ def optimizers(params):
 
     return {
         "adams_fused": adams.AdamS(params, **HYPER),
+        "adams_compiled": CompiledAdamS(params),
         "adams_foreach": adams.AdamS(params, **HYPER, foreach=True),
         "adamw_fused": torch.optim.AdamW(params, **HYPER, fused=True),
         "adamw_foreach": torch.optim.AdamW(params, **HYPER, foreach=True),
@@ -108,7 +142,7 @@ def time_set(shapes, device: torch.device, reps: int, warmup: int, seed: int) ->
         rows[name] = {"median_ms": 1e3 * median[name], "floor_ms": 1e3 * floor,
                       "fraction_of_floor": floor / median[name], "times_ms": [1e3 * s for s in seconds[name]]}
     ratios = {f"{a}/{b}": paired_ratio(seconds[a], seconds[b], seed=seed).as_dict() | {"limit": limit}
-              for a, b, limit in TARGETS}
+              for a, b, limit in (*TARGETS, (*CHOICE, None))}
     return {"num_params": n, "num_tensors": len(shapes), "copy_ms": 1e3 * median["copy"],
             "bandwidth_gbs": bandwidth / 1e9, "optimizers": rows, "ratios": ratios,
             "path": _path_taken(params)}
@@ -167,9 +201,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {row:<14} {r['median_ms']:9.3f} ms   floor {r['floor_ms']:8.3f} ms   "
                   f"fraction of floor {r['fraction_of_floor']:.2f}")
         for key, r in t["ratios"].items():
-            met = "met" if r["median"] <= r["limit"] else "NOT met"
-            print(f"  {key.replace('/', ' / ')}: {r['median']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] "
-                  f"(target <= {r['limit']}: {met})")
+            if r["limit"] is None:
+                verdict = f"({choice_verdict(r)})"
+            else:
+                verdict = f"(target <= {r['limit']}: {'met' if r['median'] <= r['limit'] else 'NOT met'})"
+            print(f"  {key.replace('/', ' / ')}: {r['median']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] {verdict}")
     if args.interpret:
         print("\n(--interpret: the times above are the interpreter's, not a GPU's)")
     write_report(args.out, {"parity": check, "timings": timings, "interpret": args.interpret,

@@ -79,6 +79,14 @@ def test_gpu_check_says_when_there_is_no_gpu_and_runs_its_paths_under_the_interp
     printed = capsys.readouterr().out
     assert "AdamS default path: triton" in printed and "not a GPU's" in printed
     for timing in result["timings"].values():
-        assert set(timing["optimizers"]) == {"adams_fused", "adams_foreach", "adamw_fused", "adamw_foreach",
-                                             "sgd_foreach"}
-        assert set(timing["ratios"]) == {"adams_fused/adamw_fused", "adams_fused/sgd_foreach"}
+        assert set(timing["optimizers"]) == {"adams_fused", "adams_compiled", "adams_foreach", "adamw_fused",
+                                             "adamw_foreach", "sgd_foreach"}
+        assert set(timing["ratios"]) == {"adams_fused/adamw_fused", "adams_fused/sgd_foreach",
+                                         "adams_compiled/adams_fused"}
+
+
+def test_gpu_check_chooses_the_single_pass_from_the_interval():
+    choice = load("gpu_check").choice_verdict
+    assert choice({"ci_low": 0.7, "ci_high": 0.9}).startswith("torch.compile's step is faster")
+    assert choice({"ci_low": 1.1, "ci_high": 1.3}).startswith("the Triton kernel is faster")
+    assert choice({"ci_low": 0.9, "ci_high": 1.1}).startswith("no difference resolved")

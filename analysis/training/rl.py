@@ -165,7 +165,7 @@ def greedy_success(model: torch.nn.Module, pairs: Sequence[tuple[int, int]]) -> 
     was = model.training
     model.eval()
     try:
-        seq = TASK.prompt_ids(pairs)
+        seq = TASK.prompt_ids(pairs).to(next(model.parameters()).device)
         for _ in range(MAX_ANSWER):
             seq = torch.cat([seq, model(seq)[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
     finally:
@@ -253,10 +253,25 @@ class PretrainConfig:
         return {"pretrain": dataclasses.asdict(self), "vocab": VOCAB, "digits": DIGITS, "version": adams.__version__}
 
 
-def pretrain(config: PretrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
-    """Train from scratch; returns the model's state dict and a record (loss, and greedy success on
-    the validation pairs, every 100 steps: the test pairs are left for the comparison)."""
-    model = _model(config.seed, config.width, config.layers, config.heads)
+def _device(device: str | torch.device) -> torch.device:
+    """``device`` checked: a device that can train (not ``meta``; CUDA only where it is available)."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"not a device name: {device!r} (try 'cpu' or 'cuda')") from None
+    if device.type == "meta":
+        raise ValueError("device 'meta' has shapes but no numbers; a run needs 'cpu' or 'cuda'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available here")
+    return device
+
+
+def pretrain(config: PretrainConfig, *, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    """Train from scratch on ``device``; returns the model's state dict (on the CPU) and a record
+    (loss, and greedy success on the validation pairs, every 100 steps: the test pairs are left for
+    the comparison). The model is initialised on the CPU, so its start does not depend on the device."""
+    device = _device(device)
+    model = _model(config.seed, config.width, config.layers, config.heads).to(device)
     opt = adams.make_optimizer("adamw", model, lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
     rng = np.random.default_rng([config.seed, 1])
     eval_pairs = evaluation_pairs(config.seed, "validation", config.eval_prompts)
@@ -268,8 +283,8 @@ def pretrain(config: PretrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
         if step == config.steps:
             break
         pairs = prompts(rng, config.batch, held_out=False)
-        answers = TASK.answer_ids(pairs)
-        logp = answer_logprobs(model, TASK.prompt_ids(pairs), answers)
+        answers = TASK.answer_ids(pairs).to(device)
+        logp = answer_logprobs(model, TASK.prompt_ids(pairs).to(device), answers)
         mask = answer_mask(answers)
         loss = -(logp * mask).sum() / mask.sum()
         opt.zero_grad(set_to_none=True)
@@ -278,7 +293,7 @@ def pretrain(config: PretrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
         opt.step()
         if step % 100 == 0:
             record["loss"].append(float(loss.detach()))
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}, record
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}, record
 
 
 @dataclass(frozen=True)
@@ -326,23 +341,29 @@ def _grad_norm(params: list[torch.Tensor]) -> float:
     return math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in params if p.grad is not None))
 
 
-def rl_run(config: RLConfig, init_state: dict[str, torch.Tensor], pre: PretrainConfig) -> dict:
-    """GRPO from ``init_state`` (a model of ``pre``'s shape); returns the run's record:
+def rl_run(config: RLConfig, init_state: dict[str, torch.Tensor], pre: PretrainConfig, *,
+           device: str | torch.device = "cpu") -> dict:
+    """GRPO from ``init_state`` (a model of ``pre``'s shape) on ``device``; returns the run's record.
+    Answers are sampled from a generator on ``device`` seeded with the run's seed, so runs repeat
+    exactly on one device and differ in their samples between devices. The record:
 
     * ``eval_step``, ``success``: held-out greedy success every ``eval_every`` steps (and at the end);
     * per step: ``reward`` (mean sampled reward), ``kl`` (to the reference), ``grad_norm`` (before
       clipping, first inner update), ``clipped`` (share of characters whose ratio left the clip range);
     * ``diverged`` (a non-finite loss or gradient ended the run early), ``seconds``.
     """
+    device = _device(device)
     model = _model(0, pre.width, pre.layers, pre.heads)
     model.load_state_dict(init_state)
+    model.to(device)
     reference = _model(0, pre.width, pre.layers, pre.heads)
     reference.load_state_dict(init_state)
+    reference.to(device)
     reference.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = adams.make_optimizer(config.optimizer, model, lr=config.lr, betas=config.betas, weight_decay=0.0)
     rng = np.random.default_rng([config.seed, 10])
-    gen = torch.Generator().manual_seed(config.seed)
+    gen = torch.Generator(device=device).manual_seed(config.seed)
     eval_pairs = evaluation_pairs(pre.seed, config.eval_set, config.eval_prompts)
     out = {k: [] for k in ("eval_step", "success", "reward", "kl", "grad_norm", "clipped")}
     out["diverged"] = False
@@ -354,10 +375,11 @@ def rl_run(config: RLConfig, init_state: dict[str, torch.Tensor], pre: PretrainC
         if step == config.steps:
             break
         pairs = prompts(rng, config.prompts, held_out=False)
-        prompt = TASK.prompt_ids(pairs).repeat_interleave(config.group, dim=0)
+        prompt = TASK.prompt_ids(pairs).repeat_interleave(config.group, dim=0).to(device)
         answers = sample_answers(model, prompt, gen, config.temperature)
-        rewards = torch.tensor([reward(a, b, row.tolist()) for (a, b), row in
-                                zip([p for p in pairs for _ in range(config.group)], answers)])
+        rewards = torch.tensor([reward(a, b, row) for (a, b), row in
+                                zip([p for p in pairs for _ in range(config.group)], answers.tolist())],
+                               device=device)
         adv = group_advantages(rewards, config.group)
         mask = answer_mask(answers)
         with torch.no_grad():

@@ -95,6 +95,20 @@ def test_a_tiny_run_is_seeded_and_the_pretrained_state_is_cached(tmp_path, monke
     assert a["eval_step"] == [0, 2, 3] and len(a["reward"]) == 3 and not a["diverged"]
     cached = rl.cached_run(config, pre)
     assert cached["success"] == a["success"] and rl.cached_run(config, pre) == cached
+    on_cpu = rl.rl_run(config, state, pre, device=torch.device("cpu"))  # the device named: the same run
+    assert {k: v for k, v in on_cpu.items() if k != "seconds"} == {k: v for k, v in a.items() if k != "seconds"}
+
+
+@pytest.mark.parametrize("device, match", [("meta", "shapes but no numbers"), ("cuda:0", "CUDA is not available"),
+                                           ("gpu", "not a device name")])
+def test_runs_refuse_a_device_they_cannot_train_on(device, match):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    pre = rl.PretrainConfig(steps=1, batch=2, width=8, layers=1, heads=2, eval_prompts=4)
+    with pytest.raises(ValueError, match=match):
+        rl.pretrain(pre, device=device)
+    with pytest.raises(ValueError, match=match):
+        rl.rl_run(rl.RLConfig(steps=1, prompts=1, group=2), {}, pre, device=device)
 
 
 def test_rl_config_refuses_bad_values():
