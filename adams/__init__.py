@@ -13,13 +13,13 @@ checkpoints and per-process memory under ``torch.distributed`` (DDP, FSDP2).
 tensor([ 0.4472, -0.4472,  0.4472])
 """
 from adams import checkpoints
-from adams.adapm import AdaPMReconstruction
+from adams.adapm import AdaPM
 from adams.checkpoints import CheckpointError
 from adams.memory import param_bytes, state_bytes
 from adams.optimizer import AdamS
 from adams.registry import OPTIMIZERS, make_optimizer
 from adams.theory import first_step_size, step_bound
 
-__all__ = ["AdamS", "make_optimizer", "OPTIMIZERS", "AdaPMReconstruction", "state_bytes", "param_bytes",
+__all__ = ["AdamS", "make_optimizer", "OPTIMIZERS", "AdaPM", "state_bytes", "param_bytes",
            "step_bound", "first_step_size", "CheckpointError", "checkpoints"]
 __version__ = "0.1.0"

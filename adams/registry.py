@@ -7,8 +7,10 @@
 ``adam-mini``  ``adam_mini.Adam_mini``, the authors' PyPI package ``adam-mini`` (not re-implemented);
                needs ``model_dim`` and ``n_heads`` and parameter names it recognizes; under FSDP2,
                ``n_heads`` must divide over the shards (checked, with a clear error)
-``adapm``      :class:`adams.adapm.AdaPMReconstruction`, *our reconstruction* of AdaPM (no code
-               was released)
+``adapm``      :class:`adams.adapm.AdaPM`, *our reconstruction* of AdaPM (no code was released):
+               momentum by block role, Adam's second moment
+``adapm-mini`` the same with Adam-mini's second moment (``second_moment="mini"``): the
+               configuration of AdaPM's 95% figure; needs ``n_heads``
 =============  ===================================================================================
 
 Every entry takes the same hyperparameter names (``lr``, ``betas``, ``eps``, ``weight_decay``) and
@@ -29,7 +31,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from adams.adapm import AdaPMReconstruction
+from adams.adapm import AdaPM
 from adams.optimizer import AdamS
 
 __all__ = ["make_optimizer", "OPTIMIZERS", "LABELS"]
@@ -38,7 +40,11 @@ NamedParams = Iterable[tuple[str, torch.nn.Parameter]]
 
 #: how each entry is named in tables and figures
 LABELS = {"adams": "AdamS", "adamw": "AdamW", "sgdm": "SGD with momentum", "adam-mini": "Adam-mini",
-          "adapm": "AdaPM (reconstruction)"}
+          "adapm": "AdaPM (reconstruction)", "adapm-mini": "AdaPM + Adam-mini v (reconstruction)"}
+#: bumped when an entry's algorithm changes, so that runs cached under the old one are not read as the
+#: new one's (analysis.training keys its cache with it). adapm 2: momentum by block role (1 was a
+#: uniform row-mean momentum on every matrix).
+REVISIONS = {"adapm": 2}
 DEFAULT_WEIGHT_DECAY = 1e-2
 
 
@@ -105,11 +111,20 @@ def _check_adam_mini_shards(named, n_heads: int) -> None:
 
 
 def _adapm(named, lr, betas, eps, weight_decay, **extra):
-    return AdaPMReconstruction(_groups(named, weight_decay), lr=lr, betas=betas, eps=eps, **extra)
+    return AdaPM(_groups(named, weight_decay), lr=lr, betas=betas, eps=eps, **extra)
+
+
+def _adapm_mini(named, lr, betas, eps, weight_decay, n_heads=None, **extra):
+    if n_heads is None:
+        raise TypeError("adapm-mini needs n_heads= (attention heads): its second moment splits query and key "
+                        "matrices by head, as Adam-mini does")
+    return AdaPM(_groups(named, weight_decay), lr=lr, betas=betas, eps=eps, second_moment="mini", n_heads=n_heads,
+                 **extra)
 
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adams": _adams, "adamw": _adamw, "sgdm": _sgdm, "adam-mini": _adam_mini, "adapm": _adapm}
+    "adams": _adams, "adamw": _adamw, "sgdm": _sgdm, "adam-mini": _adam_mini, "adapm": _adapm,
+    "adapm-mini": _adapm_mini}
 
 
 def make_optimizer(name: str, params_or_named_params: NamedParams | torch.nn.Module, *, lr: float = 1e-3,
@@ -118,9 +133,10 @@ def make_optimizer(name: str, params_or_named_params: NamedParams | torch.nn.Mod
     """Build the optimizer registered as ``name`` (see the module docstring).
 
     ``params_or_named_params`` is ``model.named_parameters()`` (or the model itself); plain
-    parameters without names are accepted by every entry except ``adam-mini``, and are then named
-    by position. Frozen parameters (``requires_grad=False``) are left out. Extra keyword arguments
-    go to the optimizer (``bias_correction=`` for AdamS, ``model_dim=``/``n_heads=`` for Adam-mini).
+    parameters without names are accepted by every entry except ``adam-mini`` and the AdaPM entries,
+    which assign blocks by name, and are then named by position. Frozen parameters (``requires_grad=False``) are left out. Extra keyword arguments
+    go to the optimizer (``bias_correction=`` for AdamS, ``model_dim=``/``n_heads=`` for Adam-mini,
+    ``n_heads=`` for ``adapm-mini``, ``rank=``/``roles=``/``momentum=`` for both AdaPM entries).
     """
     key = name.lower()
     if key not in OPTIMIZERS:
@@ -133,8 +149,8 @@ def make_optimizer(name: str, params_or_named_params: NamedParams | torch.nn.Mod
     if all(isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str) for i in items):
         named = items
     elif all(isinstance(i, torch.Tensor) for i in items):
-        if key == "adam-mini":
-            raise TypeError("adam-mini partitions parameters by name: pass model.named_parameters()")
+        if key in ("adam-mini", "adapm", "adapm-mini"):
+            raise TypeError(f"{key} partitions parameters by name: pass model.named_parameters()")
         named = [(f"param_{k}", p) for k, p in enumerate(items)]
     else:
         raise TypeError("pass model.named_parameters() (name, tensor) pairs or a list of tensors")

@@ -134,7 +134,7 @@ def _optimizer_keywords(name: str) -> frozenset[str]:
     entry = adams.OPTIMIZERS[name]
     accepted = _keyword_names(entry)
     if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(entry).parameters.values()):
-        extra = {"model_dim": 8, "n_heads": 1} if name == "adam-mini" else {}
+        extra = {"adam-mini": {"model_dim": 8, "n_heads": 1}, "adapm-mini": {"n_heads": 1}}.get(name, {})
         built = adams.make_optimizer(name, _probe_model(8).named_parameters(), **extra)
         accepted |= _keyword_names(type(built)) - _keyword_names(entry)
     return frozenset(accepted - set(SHARED_HYPERPARAMETERS))
@@ -278,9 +278,12 @@ class TrainConfig:
         return GPTConfig(vocab=vocab, block=self.block, layers=self.layers, heads=self.heads, width=self.width)
 
     def key(self) -> str:
-        """Hash of the configuration and the package version: the cache directory's name."""
-        payload = json.dumps({"config": config_record(self), "version": adams.__version__,
-                              "corpus": corpus_mod.SHA256}, sort_keys=True, default=str)
+        """Hash of the configuration, the package version and the optimizer's revision
+        (``adams.registry.REVISIONS``): the cache directory's name."""
+        record = {"config": config_record(self), "version": adams.__version__, "corpus": corpus_mod.SHA256}
+        if self.optimizer in adams.registry.REVISIONS:  # an entry whose algorithm changed: not its old runs
+            record["optimizer_revision"] = adams.registry.REVISIONS[self.optimizer]
+        payload = json.dumps(record, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def lr_at(self, step: int) -> float:
@@ -336,6 +339,7 @@ def optimizer_for(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Op
     extra = dict(config.optimizer_kwargs)
     if config.optimizer == "adam-mini":
         extra.setdefault("model_dim", config.width)
+    if config.optimizer in ("adam-mini", "adapm-mini"):
         extra.setdefault("n_heads", config.heads)
     return adams.make_optimizer(config.optimizer, model.named_parameters(), lr=config.lr, betas=config.betas,
                                 eps=config.eps, weight_decay=config.weight_decay, **extra)

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import adams
-from adams.adapm import AdaPMReconstruction
 from analysis.training.gpt import GPT, GPTConfig
 
 CFG = GPTConfig(vocab=16, block=8, layers=1, heads=2, width=16)
@@ -27,7 +26,8 @@ def loss_of(model, x, y):
 
 
 def make(name, model, **hp):
-    extra = {"model_dim": CFG.width, "n_heads": CFG.heads} if name == "adam-mini" else {}
+    extra = {"adam-mini": {"model_dim": CFG.width, "n_heads": CFG.heads},
+             "adapm-mini": {"n_heads": CFG.heads}}.get(name, {})
     return adams.make_optimizer(name, model.named_parameters(), **{"lr": 1e-2, **hp}, **extra)
 
 
@@ -82,11 +82,16 @@ def test_state_bytes_are_reported(name):
         assert 4 * expected_floats[name] <= measured <= 4 * expected_floats[name] + 8 * len(list(model.parameters()))
     elif name == "adam-mini":
         assert 4 * n < measured < 1.2 * 4 * n  # full m plus a tiny v
-    else:  # partial momentum: one momentum and one second moment per row of a matrix, full momentum on vectors
+    else:  # AdaPM: the formula of adams.adapm, block by block (tested in detail in test_adapm.py)
+        from adams.adapm import DEFAULT_MOMENTUM, classify, state_formula
+
+        second = "mini" if name == "adapm-mini" else "full"
+        floats = sum(sum(state_formula(p.shape, classify(k, p.shape), momentum=DEFAULT_MOMENTUM, rank=1,
+                                       second_moment=second, n_heads=CFG.heads).values())
+                     for k, p in model.named_parameters())
         params = list(model.parameters())
-        floats = sum(2 * p.shape[0] if p.dim() >= 2 else p.numel() + 1 for p in params)
         assert measured == 4 * floats + 4 * len(params)  # float32 step counters
-        assert measured < 0.25 * 4 * 2 * n  # under a quarter of AdamW's state even at this tiny width
+        assert measured < (0.6 if second == "full" else 0.25) * 4 * 2 * n  # against AdamW's state
 
 
 def test_weight_decay_goes_to_matrices_only():
@@ -107,34 +112,3 @@ def test_registry_errors_are_clear():
         adams.make_optimizer("adam-mini", model.named_parameters())
     with pytest.raises(ValueError, match="no parameters"):
         adams.make_optimizer("adamw", [])
-
-
-def test_adapm_reconstruction_with_one_column_is_momentum_with_bias_correction():
-    # a (n, 1) matrix: the row mean is the entry itself, so d_t = mhat_t (Adam's direction)
-    w = torch.nn.Parameter(torch.zeros(5, 1, dtype=torch.float64))
-    opt = AdaPMReconstruction([w], lr=0.1, betas=(0.9, 0.95), eps=0.0)
-    g = torch.Generator().manual_seed(0)
-    grads = [torch.randn(5, 1, generator=g, dtype=torch.float64) for _ in range(6)]
-    m = torch.zeros(5, 1, dtype=torch.float64)
-    v = torch.zeros(5, 1, dtype=torch.float64)
-    expected = torch.zeros(5, 1, dtype=torch.float64)
-    for t, grad in enumerate(grads, start=1):
-        w.grad = grad.clone()
-        opt.step()
-        m = 0.9 * m + 0.1 * grad
-        v = 0.95 * v + 0.05 * grad**2
-        expected -= 0.1 * (m / (1 - 0.9**t)) / (v / (1 - 0.95**t)).sqrt()
-        torch.testing.assert_close(w.detach(), expected)
-
-
-def test_adapm_reconstruction_momentum_acts_on_row_means_only():
-    # a gradient with zero row means: no momentum part, the direction is the fresh gradient
-    w = torch.nn.Parameter(torch.zeros(2, 4, dtype=torch.float64))
-    opt = AdaPMReconstruction([w], lr=1.0, betas=(0.9, 0.0), eps=0.0)
-    grad = torch.tensor([[1.0, -1.0, 2.0, -2.0], [3.0, -3.0, 0.0, 0.0]], dtype=torch.float64)
-    w.grad = grad.clone()
-    opt.step()
-    rms = (grad**2).mean(dim=1, keepdim=True).sqrt()
-    torch.testing.assert_close(w.detach(), -grad / rms)
-    assert AdaPMReconstruction.name == "AdaPM (reconstruction)"
-    assert adams.registry.LABELS["adapm"] == "AdaPM (reconstruction)"
