@@ -19,7 +19,8 @@
 # of them. AdamS's step is larger than Adam's when gradients are noisy (`stationary_steps`), so at
 # a shared rate it runs, in effect, at a larger one. Published optimizer benchmarks compare each
 # method at its own best hyperparameters; this notebook finds them for the small GPT of the training
-# track: AdamS, AdamW, Adam-mini, our AdaPM reconstruction and SGD with momentum, each over a log
+# track: AdamS, AdamW, Adam-mini, our AdaPM reconstruction (with Adam's and with Adam-mini's second
+# moment) and SGD with momentum, each over a log
 # grid of peak learning rates two apart, three seeds a rate, with the grid extended until the best
 # rate has a worse neighbour on both sides.
 #
@@ -154,7 +155,7 @@ measured = (
        f"{format_pm(float(np.mean(inherited)), float(np.std(inherited, ddof=1) / np.sqrt(len(inherited))))} vs "
        f"{format_pm(adams_sweep.best.score, adams_sweep.best.se)} at its own, paired gap {gap['mean']:+.3f}, 95% CI "
        f"[{gap['ci'][0]:+.3f}, {gap['ci'][1]:+.3f}]")
-    + ". Best rates of the others: " + ", ".join(f"{LABELS[n]} {sweeps[n].best.lr:.2g}" for n in ("adam-mini", "adapm", "sgdm"))
+    + ". Best rates of the others: " + ", ".join(f"{LABELS[n]} {sweeps[n].best.lr:.2g}" for n in ("adam-mini", "adapm", "adapm-mini", "sgdm"))
     + ("" if all(s.bracketed for s in sweeps.values()) else
        "; NOT bracketed: " + ", ".join(LABELS[n] for n, s in sweeps.items() if not s.bracketed))
 )

@@ -17,8 +17,9 @@
 #
 # AdamS keeps one buffer (the momentum) where AdamW keeps two, so its optimizer state should be
 # half of AdamW's, the same as SGD with momentum. Adam-mini keeps a full momentum and a tiny second
-# moment; AdaPM keeps partial momentum (our reconstruction: one momentum and one second-moment value
-# per row of each matrix). This notebook measures the state of each optimizer after the headline
+# moment; AdaPM keeps partial momentum (our reconstruction, `adams/adapm.py`: no momentum for
+# embeddings and the attention output, one value per output row for query, key and MLP, full
+# momentum for value), with Adam's second moment or with Adam-mini's. This notebook measures the state of each optimizer after the headline
 # runs of `training_parity` (`adams.state_bytes`, which counts every tensor in `optimizer.state`),
 # and the training throughput of each, with steps interleaved round-robin so that a busy machine
 # slows every optimizer alike, on two models: the training track's GPT, where the forward and
@@ -197,14 +198,16 @@ claims = [{
                  f"totals AdamS/AdamW {', '.join(f'{r:.5f}' for r in width_ratios['total'])}. After training the "
                  f"{runs['adamw'].n_params:,}-parameter GPT: AdamS {ratio_to_adamw['adams']:.4f} x "
                  f"AdamW, SGD with momentum {ratio_to_adamw['sgdm']:.4f}, Adam-mini {ratio_to_adamw['adam-mini']:.4f}, "
-                 f"AdaPM (reconstruction) {ratio_to_adamw['adapm']:.4f} (bytes of every tensor in optimizer.state; "
+                 f"AdaPM (reconstruction) {ratio_to_adamw['adapm']:.4f}, AdaPM + Adam-mini v (reconstruction) "
+                 f"{ratio_to_adamw['adapm-mini']:.4f} (bytes of every tensor in optimizer.state; "
                  "exact, no spread)"),
     "command": COMMAND,
     "verdict": "holds" if half and exact else "does not hold",
     "note": ("Verdict rule: holds if AdamS's buffers are exactly half of AdamW's and equal to SGD with momentum's "
              "(plus one 4-byte step counter per tensor) on every small model, and AdamS's whole state after "
-             "training is within 0.005 of 0.5 x AdamW's. The AdaPM figure is for our reconstruction (row-wise "
-             "momentum and second moment on matrices), not the authors' code, which is not public."),
+             "training is within 0.005 of 0.5 x AdamW's. The AdaPM figures are for our reconstruction (momentum "
+             "by block role; adams/adapm.py lists what is the paper's and what is ours), not the authors' code, which "
+             "is not public."),
 }, {
     "id": "training-throughput",
     "order": 53,

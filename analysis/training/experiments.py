@@ -52,10 +52,10 @@ __all__ = ["base_config", "seeds", "cached_seconds", "ADAPTIVE", "COMPARED", "SG
            "TRACK_EVERY", "tracked_runs", "track_correlation", "seed_correlation_verdict", "TRACK_SPLIT",
            "TRACK_WINDOW", "track_windows", "window_correlation", "momentum_smoothness_verdict", "MOMENTUM_FACTOR",
            "momentum_noise_verdict", "track_momentum_noise", "DENOMINATOR_FACTOR", "denominator_trajectory",
-           "denominator_verdict"]
+           "denominator_verdict", "state_parts"]
 
-ADAPTIVE = ("adams", "adamw", "adam-mini", "adapm")
-COMPARED = ("adams", "adamw", "sgdm", "adam-mini", "adapm")
+ADAPTIVE = ("adams", "adamw", "adam-mini", "adapm", "adapm-mini")
+COMPARED = ("adams", "adamw", "sgdm", "adam-mini", "adapm", "adapm-mini")
 #: SGD with momentum does not share the adaptive methods' learning rate; it gets the best of these
 SGD_LRS = (0.03, 0.1, 0.3)
 #: (beta1, beta2) pairs of the betas experiment: the paper's, AdamW's usual beta2, beta1 = beta2, and
@@ -63,12 +63,37 @@ SGD_LRS = (0.03, 0.1, 0.3)
 BETA_PAIRS = ((0.9, 0.95), (0.9, 0.99), (0.95, 0.95), (0.98, 0.99), (0.9, 0.999))
 #: where each optimizer's learning-rate sweep is centred: a factor-2 grid of five rates around it,
 #: extended by :func:`analysis.training.sweep.sweep_lr` until the best rate is bracketed
-SWEEP_CENTERS = {"adams": 3e-3, "adamw": 3e-3, "adam-mini": 3e-3, "adapm": 3e-3, "sgdm": 0.1}
+SWEEP_CENTERS = {"adams": 3e-3, "adamw": 3e-3, "adam-mini": 3e-3, "adapm": 3e-3, "adapm-mini": 3e-3, "sgdm": 0.1}
 #: the loss difference (nats per character) below which two runs count as the same, fixed before any
 #: sweep ran: about 1% of the final losses here
 PARITY_MARGIN = 0.02
 #: the headline comparison trains this many times the sweeps' tokens (the same batch, more steps)
 HORIZON_FACTOR = 4
+
+
+#: optimizer-state keys of first moments and of second moments, across the compared optimizers (AdaPM's
+#: keys start with "momentum" or "second_moment", one per block of a parameter)
+_FIRST = ("exp_avg", "momentum_buffer", "m", "momentum")
+_SECOND = ("exp_avg_sq", "max_exp_avg_sq", "v", "vmean", "second_moment")
+
+
+def state_parts(config: TrainConfig, vocab: int | None = None) -> dict[str, int]:
+    """Bytes of ``config``'s optimizer state after one step, split into ``momentum``,
+    ``second_moment`` and ``other`` (step counters) by state key. The sizes do not depend on the
+    gradient's values, so one step with gradients of ones suffices; nothing is trained. ``vocab``:
+    the corpus's, unless given."""
+    import adams
+
+    model, optimizer = build(config, corpus.load().vocab_size if vocab is None else vocab)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    parts = {"momentum": 0, "second_moment": 0, "other": 0}
+    for key, size in adams.state_bytes(optimizer, by_key=True).items():
+        base = key.split(".")[0]
+        part = "momentum" if base in _FIRST else "second_moment" if base in _SECOND else "other"
+        parts[part] += size
+    return parts
 
 
 def loss_spike(history: dict) -> float:

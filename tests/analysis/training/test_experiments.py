@@ -93,6 +93,24 @@ def test_lr_sweeps_use_the_stated_centres_and_refuse_unknown_optimizers():
     assert set(ex.SWEEP_CENTERS) == set(ex.COMPARED)
 
 
+def test_state_parts_split_the_state_into_momentum_and_second_moment():
+    from adams.adapm import DEFAULT_MOMENTUM, classify, state_formula
+    from analysis.training import build
+
+    config = ex.base_config(True)
+    parts = {name: ex.state_parts(ex.base_config(True, optimizer=name), vocab=20) for name in ex.COMPARED}
+    model, _ = build(config, 20)
+    n = sum(p.numel() for p in model.parameters())
+    assert parts["adamw"]["momentum"] == parts["adamw"]["second_moment"] == 4 * n
+    assert parts["adams"]["momentum"] == parts["sgdm"]["momentum"] == 4 * n
+    assert parts["adams"]["second_moment"] == parts["sgdm"]["second_moment"] == 0
+    assert parts["adapm-mini"]["second_moment"] == parts["adam-mini"]["second_moment"]  # Adam-mini's partition
+    assert parts["adapm"]["second_moment"] == 4 * n
+    want = sum(state_formula(p.shape, classify(k, p.shape), momentum=DEFAULT_MOMENTUM, rank=1, second_moment="full",
+                             n_heads=config.heads)["momentum"] for k, p in model.named_parameters())
+    assert parts["adapm"]["momentum"] == parts["adapm-mini"]["momentum"] == 4 * want < 0.2 * 4 * n
+
+
 
 NAN = float("nan")
 
