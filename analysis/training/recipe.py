@@ -20,21 +20,21 @@ from analysis.training.config import TrainConfig, optimizer_for
 from analysis.training.gpt import GPT
 
 
-#: optimizer-state keys of a first moment, full-size or partial (AdaPM's row means), for momentum_norm
-FIRST_MOMENT_KEYS = (*adams.checkpoints.MOMENTUM_KEYS, "m", "row_exp_avg")
+#: optimizer-state keys of a first moment (AdaPM keeps one per block of a parameter, "momentum" or
+#: "momentum.<k>.<role>", full-size or low-rank), for momentum_norm
+FIRST_MOMENT_KEYS = (*adams.checkpoints.MOMENTUM_KEYS, "m", "momentum")
 VAL_SEQUENCES = 32  # per validation batch
 
 
-
 def momentum_norm(optimizer: torch.optim.Optimizer) -> float:
-    """Global norm of the optimizer's first-moment buffers (NaN if it keeps none yet)."""
+    """Global norm of the optimizer's first-moment buffers (NaN if it keeps none yet). AdaPM's
+    low-rank buffers hold coefficients in an orthonormal basis, so their norm is the momentum's."""
     total, found = 0.0, False
     for state in optimizer.state.values():
-        for key in FIRST_MOMENT_KEYS:
-            if key in state and torch.is_tensor(state[key]):
-                total += float(state[key].double().pow(2).sum())
+        for key, value in state.items():
+            if str(key).split(".")[0] in FIRST_MOMENT_KEYS and torch.is_tensor(value):
+                total += float(value.double().pow(2).sum())
                 found = True
-                break
     return math.sqrt(total) if found else float("nan")
 
 

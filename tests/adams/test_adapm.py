@@ -223,3 +223,33 @@ def test_both_configurations_are_labelled_reconstructions():
     assert adams.registry.LABELS["adapm"] == "AdaPM (reconstruction)"
     assert "reconstruction" in adams.registry.LABELS["adapm-mini"]
     assert adams.registry.REVISIONS["adapm"] >= 2  # runs of the uniform design are not read as this one's
+
+
+def test_the_training_loops_momentum_norm_reads_every_block():
+    """analysis.training's momentum_norm: with full momentum everywhere it is AdamW's; with the
+    default design it is the norm of the momentum matrices, low-rank ones expanded (their buffers hold
+    coefficients in an orthonormal basis, so the buffers' norm is the matrices')."""
+    from analysis.training import momentum_norm
+
+    a, b, c = gpt(), gpt(), gpt()
+    full = AdaPM(a.named_parameters(), lr=1e-3, momentum=ALL_FULL)
+    adamw = torch.optim.AdamW(b.parameters(), lr=1e-3)
+    default = AdaPM(c.named_parameters(), lr=1e-3)
+    for t in (1, 2, 3):
+        for model in (a, b, c):
+            set_gradients(model, t)
+        for opt in (full, adamw, default):
+            opt.step()
+    assert momentum_norm(full) == pytest.approx(momentum_norm(adamw), rel=1e-12)
+    from adams.adapm import _expand, _groups
+
+    want = 0.0  # the momentum matrices themselves: low-rank ones expanded to (rows, fan-in)
+    for p in c.parameters():
+        for key, value in default.state[p].items():
+            if key.startswith("momentum"):
+                cols = p.reshape(p.shape[0], -1).shape[1] if p.dim() > 1 else 1
+                if value.shape[-1] != cols and p.dim() > 1:
+                    value = _expand(value, _groups(cols, value.shape[1]), cols)
+                want += float((value**2).sum())
+    norm = momentum_norm(default)
+    assert norm == pytest.approx(math.sqrt(want), rel=1e-12) and 0 < norm < momentum_norm(full)
