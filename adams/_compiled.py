@@ -80,7 +80,7 @@ def compiled_adams_(
 ) -> Tensor | None:
     """One AdamS step in place on tensors of one device, counters incremented; the arguments, the
     checks and the returned flag are those of :func:`adams._triton.triton_adams_`."""
-    from adams._triton import _check, _coefficients
+    from adams._triton import _check, _coefficients, finish_step, nonfinite_flag
 
     if not params:
         return None
@@ -93,22 +93,11 @@ def compiled_adams_(
     staged = [c.to(device, non_blocking=True) if c.device != device else c for c in state_steps]
     flags = torch.tensor([-1.0 if hyper.maximize else 1.0, 1.0 if hyper.bias_correction else 0.0],
                          dtype=torch.float64).to(device, non_blocking=True)
-    take = None
-    if skip_nonfinite:  # max |g| of each gradient is finite exactly when it holds no NaN or infinity
-        norms = torch._foreach_norm([g for g in grads if g.numel()], float("inf"))
-        take = torch.isfinite(torch.stack(norms)).all().to(torch.int32) if norms else None
-        take = take if take is not None else torch.ones((), dtype=torch.int32, device=device)
+    take = nonfinite_flag(grads, device) if skip_nonfinite else None
     step = _compiled()
     always = torch.ones((), dtype=torch.int32, device=device) if take is None else take
     with torch.no_grad():
         for p, g, m, counter in zip(params, grads, exp_avgs, staged):
             if p.numel():
                 step(p.view(-1), g.view(-1), m.view(-1), counter.reshape(()), coef, flags, always)
-    if take is None:
-        torch._foreach_add_(list(state_steps), 1.0)
-    elif all(c.device == device for c in state_steps):
-        torch._foreach_add_(list(state_steps), take.to(torch.float32))
-    elif bool(take):  # counters on the CPU: this reads the flag, which waits for the device
-        torch._foreach_add_(list(state_steps), 1.0)
-    torch.autograd.graph.increment_version([*params, *exp_avgs])
-    return take
+    return finish_step(params, exp_avgs, state_steps, take, device)

@@ -159,9 +159,8 @@ def triton_adams_(
     table, tensor_of, start_of = (torch.tensor(x, dtype=torch.int64, pin_memory=pin).to(device, non_blocking=True)
                                   for x in (rows, tensor_of, start_of))
     take = None
-    if skip_nonfinite:  # max |g| of each gradient is finite exactly when it holds no NaN or infinity
-        norms = torch._foreach_norm([g for g in grads if g.numel()], math.inf)
-        take = torch.isfinite(torch.stack(norms)).all().to(torch.int32)
+    if skip_nonfinite:
+        take = nonfinite_flag(grads, device)
     store = getattr(tl, _DTYPES[dtype])
     compute = tl.float64 if dtype == torch.float64 else tl.float32
     kernel[(len(start_of),)](
@@ -169,6 +168,20 @@ def triton_adams_(
         STORE=store, COMPUTE=compute, BIAS_CORRECTION=bool(hyper.bias_correction), MAXIMIZE=bool(hyper.maximize),
         GUARDED=take is not None, BLOCK=block,
     )
+    return finish_step(params, exp_avgs, state_steps, take, device)
+
+
+def nonfinite_flag(grads: Sequence[Tensor], device: torch.device) -> Tensor:
+    """0-d int32 on ``device``: 1 when no gradient holds a NaN or an infinity (computed there, not read)."""
+    norms = torch._foreach_norm([g for g in grads if g.numel()], math.inf)  # finite max |g| <=> no NaN, no inf
+    if not norms:
+        return torch.ones((), dtype=torch.int32, device=device)
+    return torch.isfinite(torch.stack(norms)).all().to(torch.int32)
+
+
+def finish_step(params, exp_avgs, state_steps, take: Tensor | None, device: torch.device) -> Tensor | None:
+    """After a single-pass step: count it (by the flag ``take`` when guarded), mark the tensors as
+    modified for autograd, and return the flag."""
     if take is None:
         torch._foreach_add_(list(state_steps), 1.0)
     elif all(c.device == device for c in state_steps):

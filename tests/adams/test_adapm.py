@@ -97,17 +97,22 @@ def test_worked_formula_for_one_layer():
                          n_heads=2) == {"momentum": 0, "second_moment": 11}
 
 
+def assert_same_trajectory(ours, theirs, a, b, steps=10):
+    """Both optimizers fed the same gradients for ``steps`` steps; the weights agree to 1e-13."""
+    for t in range(1, steps + 1):
+        for model in (a, b):
+            set_gradients(model, t)
+        ours.step()
+        theirs.step()
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-13, atol=1e-15, msg=name)
+
+
 def test_full_momentum_everywhere_with_adams_second_moment_is_adamw():
     a, b = gpt(), gpt()
     ours = adams.make_optimizer("adapm", a.named_parameters(), lr=3e-3, weight_decay=0.1, momentum=ALL_FULL)
     adamw = adams.make_optimizer("adamw", b.named_parameters(), lr=3e-3, weight_decay=0.1, foreach=False)
-    for t in range(1, 11):
-        for model in (a, b):
-            set_gradients(model, t)
-        ours.step()
-        adamw.step()
-    for (name, p), q in zip(a.named_parameters(), b.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-13, atol=1e-15, msg=name)
+    assert_same_trajectory(ours, adamw, a, b)
 
 
 def test_full_momentum_everywhere_with_the_mini_second_moment_is_adam_mini():
@@ -116,13 +121,7 @@ def test_full_momentum_everywhere_with_the_mini_second_moment_is_adam_mini():
     ours = adams.make_optimizer("adapm-mini", a.named_parameters(), lr=3e-3, weight_decay=0.1, n_heads=2,
                                 momentum=ALL_FULL)
     mini = adams.make_optimizer("adam-mini", b.named_parameters(), lr=3e-3, weight_decay=0.1, model_dim=8, n_heads=2)
-    for t in range(1, 11):
-        for model in (a, b):
-            set_gradients(model, t)
-        ours.step()
-        mini.step()
-    for (name, p), q in zip(a.named_parameters(), b.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-13, atol=1e-15, msg=name)
+    assert_same_trajectory(ours, mini, a, b)
 
 
 def test_the_comparisons_above_can_fail():
