@@ -248,21 +248,29 @@ class AdaPM(torch.optim.Optimizer):
             designs[role] = design
         self.momentum, self.rank, self.second_moment, self.n_heads = designs, rank, second_moment, n_heads
         self.bias_correction = bool(bias_correction)
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self._roles = dict(roles or {})
         self.blocks: dict[Tensor, list[Block]] = {}
-        unplaced = []
-        for group in self.param_groups:
-            names = group.get("param_names")
-            if names is None:
-                raise TypeError("AdaPM assigns momentum by parameter role: pass model.named_parameters()")
-            for name, p in zip(names, group["params"]):
-                try:
-                    self.blocks[p] = self._blocks(name, p, roles or {})
-                except ValueError as err:
-                    unplaced.append(str(err))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group (named parameters, as at construction) and assign its blocks; a ``ValueError``
+        lists every parameter of the group that has no role, and nothing is added."""
+        names = [n for n, _ in param_group["params"]] if isinstance(param_group.get("params"), list) and all(
+            isinstance(x, tuple) for x in param_group["params"]) else param_group.get("param_names")
+        if names is None:
+            raise TypeError("AdaPM assigns momentum by parameter role: pass model.named_parameters()")
+        params = [x[1] if isinstance(x, tuple) else x for x in param_group["params"]]
+        blocks, unplaced = {}, []
+        for name, p in zip(names, params):
+            try:
+                blocks[p] = self._blocks(name, p, self._roles)
+            except ValueError as err:
+                unplaced.append(str(err))
         if unplaced:
             raise ValueError("AdaPM: " + "; ".join(unplaced) + ". Pass roles={name: role} with a role from "
                              f"{', '.join(ROLES)} (or a list of adams.adapm.Block) for each of them")
+        super().add_param_group(param_group)
+        self.blocks.update(blocks)
 
     def _blocks(self, name: str, p: Tensor, roles: Mapping) -> list[Block]:
         given = roles.get(name)

@@ -252,3 +252,17 @@ def test_the_training_loops_momentum_norm_reads_every_block():
                 want += float((value**2).sum())
     norm = momentum_norm(default)
     assert norm == pytest.approx(math.sqrt(want), rel=1e-12) and 0 < norm < momentum_norm(full)
+
+
+def test_a_group_added_later_is_placed_too_or_refused_whole():
+    model = torch.nn.ModuleDict({"wte": torch.nn.Embedding(4, 3), "mlp": torch.nn.Linear(3, 5)})
+    opt = AdaPM([("wte.weight", model.wte.weight)])
+    opt.add_param_group({"params": list(model.mlp.named_parameters(prefix="mlp")), "weight_decay": 0.1})
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    assert "momentum" not in opt.state[model.wte.weight]
+    assert tuple(opt.state[model.mlp.weight]["momentum"].shape) == (5, 1)
+    with pytest.raises(ValueError, match="no role for extra.weight"):
+        opt.add_param_group({"params": [("extra.weight", torch.nn.Parameter(torch.ones(2, 2)))]})
+    assert len(opt.param_groups) == 2
