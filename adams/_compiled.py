@@ -25,10 +25,6 @@ from adams._hyper import Hyper
 
 __all__ = ["compiled_adams_", "compiled_available"]
 
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-
-
 def _step(w: Tensor, g: Tensor, m: Tensor, counter: Tensor, coef: Tensor, flags: Tensor, take: Tensor) -> None:
     """One tensor's step in place (1-D views); the order of operations is that of the Triton kernel.
 

@@ -352,11 +352,12 @@ def _single_pass(group: dict, params: list[Tensor], impl: F.Impl) -> F.Impl | No
     device = params[0].device
     if device.type == "cpu" and impl == "fused":  # the compiled CPU kernel is there: it is faster
         return None
-    if device.type == "cpu" and not _triton_interpreting():
+    from adams import _compiled, _triton
+
+    if device.type == "cpu" and not _triton._interpreting():
         return None
     if not all(p.device == device for p in params):
         return None
-    from adams import _compiled, _triton
 
     triton_ok, why = _triton.triton_available(device)
     if triton_ok:
@@ -365,12 +366,6 @@ def _single_pass(group: dict, params: list[Tensor], impl: F.Impl) -> F.Impl | No
         _warn(f"AdamS: the Triton kernel cannot run on {device} ({why}); using the step compiled by torch.compile")
         return "compiled"
     return None
-
-
-def _triton_interpreting() -> bool:
-    import os
-
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 _LIBRARIES = (str(Path(torch.__file__).parent), str(Path(__file__).parent))

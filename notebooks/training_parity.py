@@ -226,13 +226,13 @@ recheck_text = "; ".join(
     f"{c.best.lr:.2g} at {HORIZON.steps} ({'bracketed' if c.bracketed else 'NOT bracketed'})"
     for n, c in rechecks.items())
 adams_v = versus["adams"]
-mini_memory = "holds" if saving["adam-mini"] >= 0.45 else "does not hold"
+mini_memory = ex.saving_verdict(saving["adam-mini"], 0.45)
 parts = {name: ex.state_parts(ex.horizon_config(QUICK, optimizer=name)) for name in ("adamw", "adapm", "adapm-mini")}
 for name, part in parts.items():  # the split accounts for the whole state measured after training
     assert sum(part.values()) == state[name], (name, part, state[name])
 momentum_saving = 1 - parts["adapm"]["momentum"] / parts["adamw"]["momentum"]
-adapm_memory = "holds" if momentum_saving >= 0.90 else "does not hold"
-adapm_mini_memory = "holds" if saving["adapm-mini"] >= 0.90 else "does not hold"
+adapm_memory = ex.saving_verdict(momentum_saving, 0.90)
+adapm_mini_memory = ex.saving_verdict(saving["adapm-mini"], 0.90)
 ADAPM_NOTE = ("AdaPM has no public code: this is our reconstruction (adams/adapm.py), not the authors' method. The "
               "block assignment (no momentum for embeddings and attention output, low-rank bias-corrected momentum for "
               "query, key and MLP, full for value) follows a third-party summary of the paper; the rank-1 group-mean "

@@ -52,7 +52,7 @@ __all__ = ["base_config", "seeds", "cached_seconds", "ADAPTIVE", "COMPARED", "SG
            "TRACK_EVERY", "tracked_runs", "track_correlation", "seed_correlation_verdict", "TRACK_SPLIT",
            "TRACK_WINDOW", "track_windows", "window_correlation", "momentum_smoothness_verdict", "MOMENTUM_FACTOR",
            "momentum_noise_verdict", "track_momentum_noise", "DENOMINATOR_FACTOR", "denominator_trajectory",
-           "denominator_verdict", "state_parts"]
+           "denominator_verdict", "state_parts", "saving_verdict"]
 
 ADAPTIVE = ("adams", "adamw", "adam-mini", "adapm", "adapm-mini")
 COMPARED = ("adams", "adamw", "sgdm", "adam-mini", "adapm", "adapm-mini")
@@ -75,6 +75,19 @@ HORIZON_FACTOR = 4
 #: keys start with "momentum" or "second_moment", one per block of a parameter)
 _FIRST = ("exp_avg", "momentum_buffer", "m", "momentum")
 _SECOND = ("exp_avg_sq", "max_exp_avg_sq", "v", "vmean", "second_moment")
+
+
+def saving_verdict(saving: float, at_least: float) -> str:
+    """A memory claim's verdict from an exact byte count: ``"holds"`` if the share saved against the
+    baseline (``1 - ours / baseline``) is at least ``at_least``, else ``"does not hold"``.
+
+    >>> saving_verdict(0.905, 0.90), saving_verdict(0.452, 0.90)
+    ('holds', 'does not hold')
+    """
+    if not (math.isfinite(saving) and saving <= 1 and 0 < at_least <= 1):
+        raise ValueError(f"saving_verdict: a share saved <= 1 and a threshold in (0, 1] are needed, got {saving!r}, "
+                         f"{at_least!r}")
+    return "holds" if saving >= at_least else "does not hold"
 
 
 def state_parts(config: TrainConfig, vocab: int | None = None) -> dict[str, int]:

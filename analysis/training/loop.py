@@ -29,7 +29,7 @@ from analysis.training import corpus as corpus_mod
 from analysis.training.cache import DamagedRun, cached_run, publish, read_verified, staging_dir, write_run
 from analysis.training.config import EVAL_KEYS, HISTORY_KEYS, TrainConfig, TrainResult, config_record, default_cache_dir
 from analysis.training.recipe import (build, check_block_fits, evaluate, lm_loss, momentum_norm, sample_batch, to_device,
-                                      train_step, validation_batches)
+                                      train_step, training_device, validation_batches)
 from smoothness.tracker import StepSmoothnessTracker
 
 #: the seed of the fixed training batch a tracked run measures its step finite difference on, unless
@@ -112,12 +112,7 @@ def _run(config: TrainConfig, data: corpus_mod.Corpus, write_dir: Path, run_dir:
 
 def _check_device(config: TrainConfig) -> None:
     """Refuse a device a run cannot train on: ``meta`` (shapes only) or CUDA on a machine without it."""
-    device = torch.device(config.device)
-    if device.type == "meta":
-        raise ValueError("train: TrainConfig.device 'meta' has shapes but no numbers; a run needs 'cpu' or 'cuda' "
-                         "(build(config, vocab) on 'meta' gives the model's shapes)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train: TrainConfig.device is {config.device!r} but CUDA is not available here")
+    training_device(config.device, "train: TrainConfig.device")
 
 
 def _check_train_arguments(config: Any, cache_dir: Any, progress: Any, recompute: Any) -> Path:

@@ -61,6 +61,20 @@ def init_model(config: TrainConfig, vocab: int) -> torch.nn.Module:
         return GPT(config.model_config(vocab)).to(config.device)
 
 
+def training_device(device: str | torch.device, what: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` a run can train on, else ``ValueError`` naming ``what``: not a
+    device name, ``meta`` (shapes but no numbers), or CUDA on a machine without it."""
+    try:
+        checked = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{what}: not a device name: {device!r} (try 'cpu' or 'cuda')") from None
+    if checked.type == "meta":
+        raise ValueError(f"{what} 'meta' has shapes but no numbers; a run needs 'cpu' or 'cuda'")
+    if checked.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} is {str(checked)!r} but CUDA is not available here")
+    return checked
+
+
 def to_device(batch: tuple[torch.Tensor, ...], device: str | torch.device) -> tuple[torch.Tensor, ...]:
     """A batch moved to ``device`` (asynchronously from pinned memory on a GPU)."""
     device = torch.device(device)

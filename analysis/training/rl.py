@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 import adams
 from analysis.training.gpt import GPT, GPTConfig
+from analysis.training.recipe import training_device
 
 __all__ = ["VOCAB", "DIGITS", "encode", "decode", "is_held_out", "reward", "prompts", "AdditionTask",
            "sample_answers", "answer_logprobs", "grpo_loss", "group_advantages", "greedy_success",
@@ -253,24 +254,11 @@ class PretrainConfig:
         return {"pretrain": dataclasses.asdict(self), "vocab": VOCAB, "digits": DIGITS, "version": adams.__version__}
 
 
-def _device(device: str | torch.device) -> torch.device:
-    """``device`` checked: a device that can train (not ``meta``; CUDA only where it is available)."""
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"not a device name: {device!r} (try 'cpu' or 'cuda')") from None
-    if device.type == "meta":
-        raise ValueError("device 'meta' has shapes but no numbers; a run needs 'cpu' or 'cuda'")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r}: CUDA is not available here")
-    return device
-
-
 def pretrain(config: PretrainConfig, *, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
     """Train from scratch on ``device``; returns the model's state dict (on the CPU) and a record
     (loss, and greedy success on the validation pairs, every 100 steps: the test pairs are left for
     the comparison). The model is initialised on the CPU, so its start does not depend on the device."""
-    device = _device(device)
+    device = training_device(device)
     model = _model(config.seed, config.width, config.layers, config.heads).to(device)
     opt = adams.make_optimizer("adamw", model, lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
     rng = np.random.default_rng([config.seed, 1])
@@ -352,7 +340,7 @@ def rl_run(config: RLConfig, init_state: dict[str, torch.Tensor], pre: PretrainC
       clipping, first inner update), ``clipped`` (share of characters whose ratio left the clip range);
     * ``diverged`` (a non-finite loss or gradient ended the run early), ``seconds``.
     """
-    device = _device(device)
+    device = training_device(device)
     model = _model(0, pre.width, pre.layers, pre.heads)
     model.load_state_dict(init_state)
     model.to(device)

@@ -93,6 +93,14 @@ def test_lr_sweeps_use_the_stated_centres_and_refuse_unknown_optimizers():
     assert set(ex.SWEEP_CENTERS) == set(ex.COMPARED)
 
 
+def test_the_memory_rule_returns_each_verdict_and_refuses_nonsense():
+    assert ex.saving_verdict(0.905, 0.90) == "holds" and ex.saving_verdict(0.90, 0.90) == "holds"
+    assert ex.saving_verdict(0.452, 0.90) == "does not hold" and ex.saving_verdict(-0.2, 0.45) == "does not hold"
+    for bad in ((float("nan"), 0.9), (1.2, 0.9), (0.5, 0.0)):
+        with pytest.raises(ValueError, match="saving_verdict"):
+            ex.saving_verdict(*bad)
+
+
 def test_state_parts_split_the_state_into_momentum_and_second_moment():
     from adams.adapm import DEFAULT_MOMENTUM, classify, state_formula
     from analysis.training import build
